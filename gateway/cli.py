@@ -1,0 +1,170 @@
+"""Command line: `gateway serve | demo | bundle build|verify | policy test|check|eval`.
+
+Errors are one line saying what is wrong, exit non-zero; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.errors import BundleError, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="Policy-as-code AI API gateway")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    demo = sub.add_parser("demo", help="run the gateway on embedded defaults against stand-in providers")
+    demo.add_argument("--quiet-logs", action="store_true", help="do not echo the gateway's JSON log lines")
+
+    bundle = sub.add_parser("bundle", help="build or verify OPA bundles").add_subparsers(dest="action", required=True)
+    build = bundle.add_parser("build", help="build an OPA bundle from a policy folder")
+    build.add_argument("--rego", default="rego")
+    build.add_argument("--revision")
+    build.add_argument("--signing-key")
+    build.add_argument("--key-id", default="default")
+    build.add_argument("-o", "--output", default="bundles/gateway.tar.gz")
+    verify = bundle.add_parser("verify", help="check a bundle's layout, manifest and signature")
+    verify.add_argument("file")
+    verify.add_argument("--verification-key")
+
+    policy = sub.add_parser("policy", help="test, check and evaluate policies").add_subparsers(dest="action", required=True)
+    test = policy.add_parser("test", help="run Rego tests with `opa test` semantics")
+    test.add_argument("paths", nargs="*", default=["rego", "policy-tests"])
+    test.add_argument("-v", "--verbose", action="store_true")
+    test.add_argument("--coverage", action="store_true")
+    test.add_argument("--threshold", type=float, default=0.0)
+    test.add_argument("--format", choices=["pretty", "json"], default="pretty")
+    check = policy.add_parser("check", help="compile policies; errors as file:row: message")
+    check.add_argument("paths", nargs="*", default=["rego"])
+    evaluate = policy.add_parser("eval", help="print the decision for one input")
+    evaluate.add_argument("--input", required=True)
+    evaluate.add_argument("--bundle", default="bundles/gateway.tar.gz")
+    evaluate.add_argument("--verification-key")
+    return parser
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _bundle_build(args: argparse.Namespace) -> int:
+    from gateway.policy import bundle
+
+    blob = bundle.build(Path(args.rego), revision=args.revision, signing_key=_read(args.signing_key, "signing key"), kid=args.key_id)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(blob)
+    parsed = bundle.read(blob)
+    print(f"built {out} revision={parsed.revision} modules={len(parsed.modules)} signed={'yes' if args.signing_key else 'no'}")
+    return 0
+
+
+def _bundle_verify(args: argparse.Namespace) -> int:
+    from gateway.policy import bundle
+
+    blob = _read(args.file, "bundle")
+    assert blob is not None
+    key = _read(args.verification_key, "verification key")
+    parsed = bundle.read(blob, verification_key=key)
+    state = "signature verified" if key else ("signed, signature not checked (no --verification-key)" if parsed.signed else "unsigned")
+    print(f"ok revision={parsed.revision} roots={','.join(parsed.roots)} modules={len(parsed.modules)} {state}")
+    return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from gateway.policy import testing
+
+    fmt = "json" if args.format == "json" else "plain"
+    return testing.main(
+        args.paths, verbose=args.verbose, coverage=args.coverage, threshold=args.threshold, fmt=fmt, out=sys.stdout, err=sys.stderr
+    )
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from gateway.policy import sources
+    from gateway.policy.compiler import compile_engine
+
+    try:
+        loaded = sources.load(args.paths)
+        compile_engine(loaded.modules, loaded.data).close()
+    except BundleError as exc:
+        for line in str(exc).split("; "):
+            print(line, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _policy_eval(args: argparse.Namespace) -> int:
+    from gateway.policy.embedded import EmbeddedEngine
+    from gateway.policy.inputs import check_input
+
+    raw = _read(args.input, "input file")
+    assert raw is not None
+    try:
+        policy_input = json.loads(raw)
+        check_input(policy_input)
+    except ValueError as exc:
+        raise ConfigError(f"{args.input}: {exc}") from exc
+    engine = EmbeddedEngine(args.bundle, verification_key=_read(args.verification_key, "verification key"), poll_seconds=0)
+    blob = _read(args.bundle, "bundle")
+    assert blob is not None
+    engine.activate(blob)
+    decision = engine.decide_sync(policy_input)
+    out = dict(decision.raw) if decision.raw else {"allow": False, "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons]}
+    out.update(decision_id=decision.decision_id, policy_revision=decision.policy_revision)
+    print(json.dumps(out, indent=2, sort_keys=True))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    return serve(config_path=args.config, host=args.host, port=args.port)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return asyncio.run(run_demo(echo_logs=not args.quiet_logs))
+
+
+_COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
+    ("serve", None): _serve,
+    ("demo", None): _demo,
+    ("bundle", "build"): _bundle_build,
+    ("bundle", "verify"): _bundle_verify,
+    ("policy", "test"): _policy_test,
+    ("policy", "check"): _policy_check,
+    ("policy", "eval"): _policy_eval,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = _COMMANDS[(args.command, getattr(args, "action", None))]
+    try:
+        return handler(args)
+    except (BundleError, ConfigError) as exc:
+        if args.debug:
+            raise
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,170 @@
+"""The embedded engine: the real OPA evaluator in-process, fed by bundles.
+
+Activation is atomic: a new bundle is read, verified and compiled into a new
+engine off to the side, then one attribute assignment makes it active. A
+decision in flight keeps the engine it started with. Anything that fails
+(download, signature, compile) leaves the last good bundle active and is
+reported in `status()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
+
+from gateway.errors import BundleError
+from gateway.policy import bundle as bundles
+from gateway.policy.compiler import compile_engine
+from gateway.policy.engine import Decision, fail_closed, new_decision_id, parse_decision
+
+log = logging.getLogger("gateway.policy")
+_QUERY = "gateway.decision"
+
+
+@dataclass(frozen=True)
+class _Active:
+    engine: OpaEngine
+    bundle: bundles.Bundle
+    digest: str
+
+
+class EmbeddedEngine:
+    def __init__(
+        self,
+        source: str,
+        *,
+        verification_key: bytes | None = None,
+        poll_seconds: float = 30.0,
+        on_activate: Callable[[str], None] | None = None,
+    ) -> None:
+        self._source = source
+        self._key = verification_key
+        self._poll_seconds = poll_seconds
+        self._on_activate = on_activate
+        self._active: _Active | None = None
+        self._etag: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.last_error: str | None = None
+        self.last_attempt: float = 0.0
+
+    # -- PolicyEngine ----------------------------------------------------
+
+    @property
+    def revision(self) -> str:
+        return self._active.bundle.revision if self._active else ""
+
+    @property
+    def ready(self) -> bool:
+        return self._active is not None
+
+    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        return self.decide_sync(policy_input)
+
+    def decide_sync(self, policy_input: dict[str, Any]) -> Decision:
+        decision_id = new_decision_id()
+        active = self._active  # one read: the whole decision sees one bundle
+        if active is None:
+            return fail_closed("unavailable", "no policy bundle is active", decision_id=decision_id, revision="")
+        revision = active.bundle.revision
+        try:
+            raw = active.engine.eval_document(_QUERY, policy_input)
+        except OpaUndefinedError:
+            return fail_closed("undefined", "policy decision is undefined", decision_id=decision_id, revision=revision)
+        except OpaError as exc:
+            log.warning("policy evaluation failed", extra={"error_code": exc.code})
+            return fail_closed("eval_error", "policy evaluation failed", decision_id=decision_id, revision=revision)
+        return parse_decision(raw, decision_id=decision_id, revision=revision)
+
+    async def start(self) -> None:
+        await self.refresh()
+        if self._poll_seconds > 0:
+            self._task = asyncio.create_task(self._poll(), name="bundle-poll")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._session:
+            await self._session.close()
+            self._session = None
+
+    # -- loading -----------------------------------------------------------
+
+    def activate(self, blob: bytes) -> bool:
+        """Read, verify, compile and swap in a bundle. False when it was already active."""
+        digest = hashlib.sha256(blob).hexdigest()
+        if self._active and self._active.digest == digest:
+            return False
+        parsed = bundles.read(blob, verification_key=self._key)
+        engine = compile_engine(parsed.modules, parsed.data)
+        self._active = _Active(engine=engine, bundle=parsed, digest=digest)
+        log.info("policy bundle activated", extra={"policy_revision": parsed.revision})
+        if self._on_activate:
+            self._on_activate(parsed.revision)
+        return True
+
+    async def refresh(self) -> bool:
+        """Fetch the source once and activate it if it changed; keep the last good bundle on failure."""
+        self.last_attempt = time.time()
+        try:
+            blob = await self._fetch()
+            changed = blob is not None and self.activate(blob)
+        except BundleError as exc:
+            self.last_error = str(exc)
+            log.error("policy bundle refused, keeping the active one", extra={"reason": self.last_error})
+            return False
+        self.last_error = None
+        return changed
+
+    async def _fetch(self) -> bytes | None:
+        if self._source.startswith(("http://", "https://")):
+            return await self._fetch_url()
+        try:
+            return await asyncio.to_thread(Path(self._source).read_bytes)
+        except OSError as exc:
+            raise BundleError(f"cannot read bundle file {self._source}: {exc.strerror}") from exc
+
+    async def _fetch_url(self) -> bytes | None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        headers = {"If-None-Match": self._etag} if self._etag else {}
+        try:
+            async with self._session.get(self._source, headers=headers) as resp:
+                if resp.status == 304:
+                    return None
+                if resp.status != 200:
+                    raise BundleError(f"bundle server answered HTTP {resp.status}")
+                blob = await resp.content.read(bundles.MAX_COMPRESSED + 1)
+                etag = resp.headers.get("ETag")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BundleError(f"bundle download failed: {type(exc).__name__}") from exc
+        self._etag = etag
+        return blob
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            await self.refresh()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "engine": "embedded",
+            "revision": self.revision,
+            "source": self._source,
+            "signed": bool(self._active and self._active.bundle.signed),
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,34 @@
+"""The shape of the policy input (metadata only), checked for `gateway policy eval` and the OPA test double."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_SHAPE: dict[str, dict[str, tuple[type, ...]]] = {
+    "principal": {"api_key_sha256": (str, type(None)), "jwt": (str, type(None))},
+    "request": {
+        "endpoint": (str,),
+        "model": (str,),
+        "stream": (bool,),
+        "max_tokens": (int, type(None)),
+        "prompt_tokens": (int,),
+    },
+    "context": {"use_case": (str, type(None)), "data_classification": (str, type(None)), "client_ip": (str, type(None))},
+}
+
+
+def check_input(value: Any) -> None:
+    """Raise ValueError naming the first field that is missing or of the wrong type."""
+    if not isinstance(value, dict):
+        raise ValueError("policy input must be a JSON object with principal, request and context")
+    for section, fields in _SHAPE.items():
+        part = value.get(section)
+        if not isinstance(part, dict):
+            raise ValueError(f"policy input needs an object at {section}")
+        for name, types in fields.items():
+            if name not in part:
+                raise ValueError(f"policy input is missing {section}.{name}")
+            field = part[name]
+            if not isinstance(field, types) or (isinstance(field, bool) and bool not in types):
+                expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+                raise ValueError(f"policy input {section}.{name} must be {expected}")

@@ -1,0 +1,75 @@
+package gateway.authz_test
+
+import data.gateway
+import data.gateway.helpers_test as h
+
+test_deny_model_not_allowed if {
+	d := gateway.decision with input as h.request_input(h.eu_research_key, "claude-sonnet-4", null, null)
+	not d.allow
+	h.reason_codes(d) == {"model_not_allowed"}
+}
+
+test_deny_use_case_not_allowed if {
+	d := gateway.decision with input as h.request_input(h.marketing_key, "gpt-4o-mini", "discharge-summary", null)
+	h.reason_codes(d) == {"use_case_not_allowed"}
+}
+
+test_deny_use_case_required_without_default if {
+	teams := json.remove(data.gateway.config.teams, ["marketing/default_use_case"])
+	d := gateway.decision with input as h.request_input(h.marketing_key, "gpt-4o-mini", null, null)
+		with data.gateway.config.teams as teams
+	h.reason_codes(d) == {"use_case_required"}
+}
+
+test_allow_default_use_case_when_header_absent if {
+	d := gateway.decision with input as h.request_input(h.marketing_key, "gpt-4o-mini", null, null)
+	d.allow
+	d.use_case == "copywriting"
+}
+
+test_deny_phi_not_permitted_for_non_phi_team if {
+	d := gateway.decision with input as h.request_input(h.eu_research_key, "gpt-4o", null, "phi")
+	h.reason_codes(d) == {"phi_not_permitted"}
+	d.log_level == "metadata"
+}
+
+test_deny_unknown_classification_treated_as_phi if {
+	d := gateway.decision with input as h.request_input(h.marketing_key, "gpt-4o-mini", null, "secret-ish")
+	d.data_classification == "phi"
+	"phi_not_permitted" in h.reason_codes(d)
+}
+
+test_deny_max_tokens_over_cap if {
+	inp := json.patch(h.request_input(h.marketing_key, "gpt-4o-mini", null, null), [{"op": "replace", "path": "/request/max_tokens", "value": 1025}])
+	d := gateway.decision with input as inp
+	h.reason_codes(d) == {"max_tokens_over_cap"}
+}
+
+test_allow_max_tokens_at_cap if {
+	inp := json.patch(h.request_input(h.marketing_key, "gpt-4o-mini", null, null), [{"op": "replace", "path": "/request/max_tokens", "value": 1024}])
+	d := gateway.decision with input as inp
+	d.allow
+}
+
+test_deny_no_compliant_route_when_no_baa_provider_in_region if {
+	providers := {"openai-us": {"region": "us", "baa": false, "priority": 10, "models": ["gpt-4o"]}}
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "clinical-notes", null)
+		with data.gateway.config.providers as providers
+	h.reason_codes(d) == {"no_compliant_route"}
+	d.routes == []
+}
+
+test_deny_reasons_carry_messages_without_request_content if {
+	inp := h.request_input(h.eu_research_key, "claude-sonnet-4", "unlisted-use-case", "phi")
+	d := gateway.decision with input as inp
+	count(d.reasons) == 3
+	every r in d.reasons {
+		not contains(r.message, "claude-sonnet-4")
+		not contains(r.message, "unlisted-use-case")
+	}
+}
+
+test_allow_limits_come_from_team if {
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", null, null)
+	d.limits == {"tokens_per_minute": 200000, "max_tokens": 4096}
+}

@@ -1,0 +1,54 @@
+# METADATA
+# title: Policy data schema
+# description: The shipped data.gateway.config follows the documented schema.
+package gateway.config_test
+
+import data.gateway.config
+
+_team_fields := {"api_keys_sha256", "jwt", "models", "use_cases", "phi", "regions", "log_content", "tokens_per_minute", "max_tokens"}
+
+test_config_every_team_has_required_fields if {
+	every _, team in config.teams {
+		every f in _team_fields {
+			f in object.keys(team)
+		}
+	}
+}
+
+test_config_api_key_hashes_are_sha256_hex if {
+	every _, team in config.teams {
+		every digest in team.api_keys_sha256 {
+			regex.match(`^[0-9a-f]{64}$`, digest)
+		}
+	}
+}
+
+test_config_team_models_are_served_somewhere if {
+	every _, team in config.teams {
+		every m in team.models {
+			some _, provider in config.providers
+			m in provider.models
+		}
+	}
+}
+
+test_config_providers_have_region_and_baa if {
+	every _, provider in config.providers {
+		is_string(provider.region)
+		is_boolean(provider.baa)
+	}
+}
+
+test_config_equivalence_groups_name_each_model_once if {
+	every _, groups in config.equivalence {
+		every m in {m | some g in groups; some m in g} {
+			count([1 | some g in groups; some x in g; x == m]) == 1
+		}
+	}
+}
+
+test_config_default_use_case_is_entitled if {
+	every _, team in config.teams {
+		team.default_use_case in team.use_cases
+	}
+}

@@ -1,0 +1,85 @@
+# METADATA
+# title: Authorization
+# description: |
+#   Every reason to refuse a request. Each reason's code names the rule that
+#   made it (custom.code); messages name teams and rules, never request content.
+package gateway.authz
+
+import data.gateway
+
+_authenticated if gateway.authn.team != ""
+
+# METADATA
+# title: Unauthenticated
+# description: No API key or JWT maps to a known team.
+# custom:
+#   code: unauthenticated
+deny contains {"code": "unauthenticated", "message": "no valid credential for a known team"} if {
+	not _authenticated
+}
+
+# METADATA
+# title: Use case required
+# description: The request names no use case and the team has no default one.
+# custom:
+#   code: use_case_required
+deny contains {"code": "use_case_required", "message": "set the X-Use-Case header"} if {
+	_authenticated
+	gateway.use_case == ""
+}
+
+# METADATA
+# title: Use case not allowed
+# description: The team is not entitled to this use case.
+# custom:
+#   code: use_case_not_allowed
+deny contains {"code": "use_case_not_allowed", "message": sprintf("team %s is not entitled to this use case", [gateway.authn.team])} if {
+	_authenticated
+	gateway.use_case != ""
+	not gateway.use_case in gateway.team.use_cases
+}
+
+# METADATA
+# title: Model not allowed
+# description: The team is not entitled to the requested model.
+# custom:
+#   code: model_not_allowed
+deny contains {"code": "model_not_allowed", "message": sprintf("team %s is not entitled to this model", [gateway.authn.team])} if {
+	_authenticated
+	not input.request.model in gateway.team.models
+}
+
+# METADATA
+# title: PHI not permitted
+# description: PHI-classified requests only from teams cleared for PHI.
+# custom:
+#   code: phi_not_permitted
+deny contains {"code": "phi_not_permitted", "message": sprintf("team %s is not cleared for PHI", [gateway.authn.team])} if {
+	_authenticated
+	gateway.classification == "phi"
+	not gateway.team.phi == true
+}
+
+# METADATA
+# title: max_tokens over the cap
+# description: The request asks for more completion tokens than the team's cap.
+# custom:
+#   code: max_tokens_over_cap
+deny contains {"code": "max_tokens_over_cap", "message": sprintf("max_tokens is over team %s's cap of %d", [gateway.authn.team, gateway.team.max_tokens])} if {
+	_authenticated
+	is_number(input.request.max_tokens)
+	input.request.max_tokens > gateway.team.max_tokens
+}
+
+# METADATA
+# title: No compliant route
+# description: |
+#   No provider satisfies PHI (BAA), residency (team regions) and the model
+#   entitlement for this request, so it cannot go anywhere.
+# custom:
+#   code: no_compliant_route
+deny contains {"code": "no_compliant_route", "message": "no provider satisfies this request's PHI and residency rules"} if {
+	_authenticated
+	input.request.model in gateway.team.models
+	count(gateway.candidate_routes) == 0
+}
