@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("file")
     verify.add_argument("--verification-key")
 
-    policy = sub.add_parser("policy", help="test, check and evaluate policies").add_subparsers(dest="action", required=True)
+    policy = sub.add_parser("policy", help="test, check and evaluate policies").add_subparsers(
+        dest="action", required=True
+    )
     test = policy.add_parser("test", help="run Rego tests with `opa test` semantics")
     test.add_argument("paths", nargs="*", default=["rego", "policy-tests"])
     test.add_argument("-v", "--verbose", action="store_true")
@@ -67,12 +69,15 @@ def _read(path: str | None, what: str) -> bytes | None:
 def _bundle_build(args: argparse.Namespace) -> int:
     from gateway.policy import bundle
 
-    blob = bundle.build(Path(args.rego), revision=args.revision, signing_key=_read(args.signing_key, "signing key"), kid=args.key_id)
+    blob = bundle.build(
+        Path(args.rego), revision=args.revision, signing_key=_read(args.signing_key, "signing key"), kid=args.key_id
+    )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
     parsed = bundle.read(blob)
-    print(f"built {out} revision={parsed.revision} modules={len(parsed.modules)} signed={'yes' if args.signing_key else 'no'}")
+    signed = "yes" if args.signing_key else "no"
+    print(f"built {out} revision={parsed.revision} modules={len(parsed.modules)} signed={signed}")
     return 0
 
 
@@ -83,7 +88,11 @@ def _bundle_verify(args: argparse.Namespace) -> int:
     assert blob is not None
     key = _read(args.verification_key, "verification key")
     parsed = bundle.read(blob, verification_key=key)
-    state = "signature verified" if key else ("signed, signature not checked (no --verification-key)" if parsed.signed else "unsigned")
+    state = (
+        "signature verified"
+        if key
+        else ("signed, signature not checked (no --verification-key)" if parsed.signed else "unsigned")
+    )
     print(f"ok revision={parsed.revision} roots={','.join(parsed.roots)} modules={len(parsed.modules)} {state}")
     return 0
 
@@ -93,7 +102,13 @@ def _policy_test(args: argparse.Namespace) -> int:
 
     fmt = "json" if args.format == "json" else "plain"
     return testing.main(
-        args.paths, verbose=args.verbose, coverage=args.coverage, threshold=args.threshold, fmt=fmt, out=sys.stdout, err=sys.stderr
+        args.paths,
+        verbose=args.verbose,
+        coverage=args.coverage,
+        threshold=args.threshold,
+        fmt=fmt,
+        out=sys.stdout,
+        err=sys.stderr,
     )
 
 
@@ -122,12 +137,18 @@ def _policy_eval(args: argparse.Namespace) -> int:
         check_input(policy_input)
     except ValueError as exc:
         raise ConfigError(f"{args.input}: {exc}") from exc
-    engine = EmbeddedEngine(args.bundle, verification_key=_read(args.verification_key, "verification key"), poll_seconds=0)
+    engine = EmbeddedEngine(
+        args.bundle, verification_key=_read(args.verification_key, "verification key"), poll_seconds=0
+    )
     blob = _read(args.bundle, "bundle")
     assert blob is not None
     engine.activate(blob)
     decision = engine.decide_sync(policy_input)
-    out = dict(decision.raw) if decision.raw else {"allow": False, "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons]}
+    out = (
+        dict(decision.raw)
+        if decision.raw
+        else {"allow": False, "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons]}
+    )
     out.update(decision_id=decision.decision_id, policy_revision=decision.policy_revision)
     print(json.dumps(out, indent=2, sort_keys=True))
     return 0

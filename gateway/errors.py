@@ -41,7 +41,12 @@ class GatewayError(Exception):
         self.param = param
 
     def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.error_type, "code": self.code, "message": self.message, "param": self.param}
+        error: dict[str, Any] = {
+            "type": self.error_type,
+            "code": self.code,
+            "message": self.message,
+            "param": self.param,
+        }
         if self.decision_id:
             error["decision_id"] = self.decision_id
         return {"error": error}

@@ -121,7 +121,7 @@ def collect_sources(rego_dir: Path) -> dict[str, bytes]:
         if not path.is_file():
             continue
         rel = path.relative_to(rego_dir).as_posix()
-        if path.suffix == ".rego" and not path.name.endswith("_test.rego") or path.name in DATA_FILES:
+        if (path.suffix == ".rego" and not path.name.endswith("_test.rego")) or path.name in DATA_FILES:
             files[rel] = path.read_bytes()
     if not any(name.endswith(".rego") for name in files):
         raise BundleError(f"policy folder {rego_dir} holds no .rego files")
@@ -135,7 +135,9 @@ def content_revision(files: dict[str, bytes]) -> str:
     return "sha256-" + digest.hexdigest()[:16]
 
 
-def build(rego_dir: Path, *, revision: str | None = None, signing_key: bytes | None = None, kid: str = "default") -> bytes:
+def build(
+    rego_dir: Path, *, revision: str | None = None, signing_key: bytes | None = None, kid: str = "default"
+) -> bytes:
     files = collect_sources(rego_dir)
     roots = sorted({name.split("/", 1)[0] for name in files if "/" in name})
     manifest = {"revision": revision or content_revision(files), "roots": roots, "rego_version": 1}
@@ -143,7 +145,10 @@ def build(rego_dir: Path, *, revision: str | None = None, signing_key: bytes | N
     read(_pack(entries))  # refuse to write a bundle we would not load (roots, JSON, packages)
     if signing_key is not None:
         key = jws.load_private_key(signing_key)
-        listed = [{"name": name, "hash": file_hash(name, content), "algorithm": "SHA-256"} for name, content in entries.items()]
+        listed = [
+            {"name": name, "hash": file_hash(name, content), "algorithm": "SHA-256"}
+            for name, content in entries.items()
+        ]
         token = jws.sign({"files": listed, "keyid": kid}, key, kid=kid)
         entries[SIGNATURES] = json.dumps({"signatures": [token]}, indent=2).encode() + b"\n"
     return _pack(entries)
@@ -311,7 +316,7 @@ def _check_signature(raw: bytes, entries: dict[str, bytes], key: jws.PublicKey) 
         doc = json.loads(raw)
         tokens = doc["signatures"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise BundleError(".signatures.json is not {\"signatures\": [JWS]}") from exc
+        raise BundleError('.signatures.json is not {"signatures": [JWS]}') from exc
     if not isinstance(tokens, list) or len(tokens) != 1 or not isinstance(tokens[0], str):
         raise BundleError(".signatures.json must hold exactly one JWS")
     _header, payload = jws.verify(tokens[0], key)

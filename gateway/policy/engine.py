@@ -90,7 +90,9 @@ def parse_decision(raw: Any, *, decision_id: str, revision: str) -> Decision:
     try:
         return _parse(raw, decision_id=decision_id, revision=revision)
     except (KeyError, TypeError, ValueError) as exc:
-        return fail_closed("malformed", f"policy decision is malformed: {exc}", decision_id=decision_id, revision=revision)
+        return fail_closed(
+            "malformed", f"policy decision is malformed: {exc}", decision_id=decision_id, revision=revision
+        )
 
 
 def _parse(raw: Any, *, decision_id: str, revision: str) -> Decision:

@@ -13,7 +13,11 @@ _SHAPE: dict[str, dict[str, tuple[type, ...]]] = {
         "max_tokens": (int, type(None)),
         "prompt_tokens": (int,),
     },
-    "context": {"use_case": (str, type(None)), "data_classification": (str, type(None)), "client_ip": (str, type(None))},
+    "context": {
+        "use_case": (str, type(None)),
+        "data_classification": (str, type(None)),
+        "client_ip": (str, type(None)),
+    },
 }
 
 

@@ -97,7 +97,9 @@ def run(modules: dict[str, str], data: dict[str, Any], *, coverage: bool) -> tup
                 outcome, error = ("PASS" if bindings else "FAIL"), None
             except OpaError as exc:
                 outcome, error = "ERROR", exc.message
-            results.append(Result(test.file, test.row, test.package, test.name, outcome, time.perf_counter_ns() - start, error))
+            results.append(
+                Result(test.file, test.row, test.package, test.name, outcome, time.perf_counter_ns() - start, error)
+            )
             if coverage and engine.last_coverage:
                 _accumulate(engine.last_coverage, covered, uncovered)
     finally:
@@ -123,7 +125,9 @@ def _spans(rows: set[int]) -> list[dict[str, dict[str, int]]]:
     return spans
 
 
-def _coverage_report(modules: dict[str, str], covered: dict[str, set[int]], uncovered: dict[str, set[int]]) -> dict[str, Any]:
+def _coverage_report(
+    modules: dict[str, str], covered: dict[str, set[int]], uncovered: dict[str, set[int]]
+) -> dict[str, Any]:
     files: dict[str, Any] = {}
     total_covered = total_uncovered = 0
     for file in sorted(set(covered) | set(uncovered)):
@@ -182,7 +186,9 @@ def report_plain(results: list[Result], out: TextIO, *, verbose: bool) -> None:
             out.write(f"{label}: {count}/{total}\n")
 
 
-def main(paths: list[str], *, verbose: bool, coverage: bool, threshold: float, fmt: str, out: TextIO, err: TextIO) -> int:
+def main(
+    paths: list[str], *, verbose: bool, coverage: bool, threshold: float, fmt: str, out: TextIO, err: TextIO
+) -> int:
     try:
         loaded = sources.load(paths)
         results, cover = run(loaded.modules, loaded.data, coverage=coverage or threshold > 0)

@@ -32,9 +32,10 @@ candidates(team, model, use_case, classification, providers, equivalence) := {[r
 # title: Eligible providers
 # description: Providers in one of the team's regions, with a BAA when the request is PHI, and their priority.
 eligible_providers(team, classification, providers) := {name: priority |
+	acceptable := acceptable_baa(classification)
 	some name, provider in providers
 	provider.region in team.regions
-	baa_satisfied(provider, classification)
+	provider.baa in acceptable
 	priority := object.get(provider, "priority", 100)
 }
 
@@ -52,8 +53,8 @@ ranked_models(model, groups) := object.union({model: 0}, equivalents) if {
 }
 
 # METADATA
-# title: BAA satisfied
-# description: PHI may only go to a provider with a signed BAA.
-baa_satisfied(_, classification) if classification != "phi"
+# title: Acceptable BAA values
+# description: PHI may only go to a provider with a signed BAA; anything else may go to any provider.
+default acceptable_baa(_) := {true, false}
 
-baa_satisfied(provider, "phi") if provider.baa == true
+acceptable_baa("phi") := {true}

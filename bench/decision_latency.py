@@ -1,0 +1,79 @@
+"""Decision latency of the embedded engine over a realistic mix of inputs.
+
+    .venv/bin/python bench/decision_latency.py [--rounds N]
+
+Prints p50/p99 per input kind and overall, and the floor: the same engine
+evaluating a constant rule with the same input (cost of crossing into Go and
+converting the input), so the policy's own cost is visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.demo_auth import mint_demo_jwt
+from gateway.policy import bundle
+from gateway.policy.embedded import EmbeddedEngine
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+from tests.factories import policy_input  # noqa: E402
+
+
+def _mix() -> dict[str, dict[str, Any]]:
+    jwt = mint_demo_jwt("radiology-apps")
+    return {
+        "phi-allow (cardiology, 2 routes)": policy_input("gw-demo-cardiology", use_case="discharge-summary"),
+        "residency-allow (eu-research)": policy_input("gw-demo-eu-research"),
+        "content-allow (marketing, 6 routes)": policy_input("gw-demo-marketing", model="gpt-4o-mini"),
+        "phi-deny (eu-research)": policy_input("gw-demo-eu-research", classification="phi"),
+        "unauthenticated": policy_input("not-a-key"),
+        "jwt-allow (radiology-apps)": policy_input(None, jwt=jwt),
+    }
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3000)
+    args = parser.parse_args()
+    engine = EmbeddedEngine("unused", poll_seconds=0)
+    engine.activate(bundle.build(ROOT / "rego"))
+    active = engine._active
+    assert active is not None
+    mix = _mix()
+    for item in mix.values():  # warm prepared queries
+        engine.decide_sync(item)
+    floor: list[float] = []
+    sample = mix["phi-allow (cardiology, 2 routes)"]
+    for _ in range(args.rounds):
+        t = time.perf_counter_ns()
+        active.engine.eval_document("gateway.limits", sample)
+        floor.append((time.perf_counter_ns() - t) / 1000)
+    results: dict[str, list[float]] = {name: [] for name in mix}
+    for _ in range(args.rounds):
+        for name, item in mix.items():
+            t = time.perf_counter_ns()
+            engine.decide_sync(item)
+            results[name].append((time.perf_counter_ns() - t) / 1000)
+    everything = [x for xs in results.values() for x in xs]
+    print(f"{'input kind':40} {'p50 µs':>8} {'p99 µs':>8}")
+    for name, xs in results.items():
+        print(f"{name:40} {statistics.median(xs):8.1f} {_percentile(xs, 0.99):8.1f}")
+    print(f"{'all (mix)':40} {statistics.median(everything):8.1f} {_percentile(everything, 0.99):8.1f}")
+    print(f"{'floor: constant rule, same input':40} {statistics.median(floor):8.1f} {_percentile(floor, 0.99):8.1f}")
+
+
+if __name__ == "__main__":
+    main()
