@@ -1,6 +1,8 @@
 """Decision latency of the embedded engine over a realistic mix of inputs.
 
-    .venv/bin/python bench/decision_latency.py [--rounds N]
+    GOGC=400 .venv/bin/python bench/decision_latency.py [--rounds N]
+
+(`gateway serve` runs with GOGC=400 unless set; run the bench the same way.)
 
 Prints p50/p99 per input kind and overall, and the floor: the same engine
 evaluating a constant rule with the same input (cost of crossing into Go and

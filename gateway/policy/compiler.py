@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -11,12 +10,6 @@ from opa_bindings import OpaEngine, OpaError
 from gateway.errors import BundleError
 
 _LOCATED = re.compile(r"^\S+:\d+: .+$")
-
-# The Go runtime inside the OPA library reads GOGC when the library loads (first
-# engine). 400 trades a little memory for far fewer collections: decision p99
-# fell from ~1.6 ms to ~0.7 ms in bench/decision_latency.py. An operator's own
-# GOGC wins.
-_GO_GC_PERCENT = "400"
 
 
 def error_lines(exc: OpaError) -> list[str]:
@@ -33,7 +26,6 @@ def error_lines(exc: OpaError) -> list[str]:
 
 def compile_engine(modules: dict[str, str], data: dict[str, Any]) -> OpaEngine:
     """Parse, add data and compile; raise BundleError naming the first problem."""
-    os.environ.setdefault("GOGC", _GO_GC_PERCENT)
     engine = OpaEngine()
     try:
         for name, source in modules.items():
