@@ -164,7 +164,7 @@ def _go_gc_tuned(argv: list[str]) -> None:
     bench/decision_latency.py for a few MB more heap.
     """
     if "GOGC" not in os.environ:
-        os.execve(sys.executable, [sys.executable, "-m", "gateway", *argv], {**os.environ, "GOGC": "400"})
+        os.execve(sys.executable, [sys.executable, "-m", "gateway", *argv], {**os.environ, "GOGC": "400"})  # noqa: S606
 
 
 def _serve(args: argparse.Namespace) -> int:

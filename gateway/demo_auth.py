@@ -26,7 +26,14 @@ def mint_demo_jwt(team: str, *, ttl_seconds: int = 3600, audience: str = DEMO_AU
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     now = int(time.time())
-    claims = {"iss": DEMO_ISSUER, "aud": audience, "sub": f"{team}-app", "team": team, "iat": now, "exp": now + ttl_seconds}
+    claims = {
+        "iss": DEMO_ISSUER,
+        "aud": audience,
+        "sub": f"{team}-app",
+        "team": team,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
     header = {"alg": "ES256", "typ": "JWT"}
     signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}".encode()
     r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))

@@ -1,0 +1,215 @@
+"""build_app(settings): the whole gateway wired in one place, dependencies handed down."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway import authn
+from gateway.breaker import Breakers, LocalBreakers
+from gateway.cooldown import Cooldowns, LocalCooldowns
+from gateway.errors import GatewayError, NotFound, PolicyDenied, Unauthenticated
+from gateway.forward import Upstream
+from gateway.metering.meter import Meter
+from gateway.metering.tokens import TokenCounter
+from gateway.observe.metrics import Metrics
+from gateway.pipeline import ChatPipeline, Context
+from gateway.policy.embedded import EmbeddedEngine
+from gateway.policy.engine import PolicyEngine
+from gateway.routing import Router
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.app")
+
+
+@dataclass
+class Components:
+    settings: Settings
+    metrics: Metrics
+    policy: PolicyEngine
+    upstream: Upstream
+    meter: Meter
+    breakers: Breakers
+    cooldowns: Cooldowns
+    router: Router
+    pipeline: ChatPipeline
+    redis: aioredis.Redis | None
+
+
+def build_components(settings: Settings, *, policy: PolicyEngine | None = None) -> Components:
+    metrics = Metrics()
+    if policy is None:
+        key = Path(settings.policy.verification_key).read_bytes() if settings.policy.verification_key else None
+        policy = EmbeddedEngine(
+            settings.policy.bundle,
+            verification_key=key,
+            poll_seconds=settings.policy.poll_seconds,
+            on_activate=metrics.set_bundle,
+        )
+    client = None
+    if settings.state.redis_url:
+        seconds = settings.state.timeout_ms / 1000
+        client = aioredis.from_url(
+            settings.state.redis_url, socket_timeout=seconds, socket_connect_timeout=seconds, retry_on_timeout=False
+        )
+    upstream = Upstream()
+    meter = Meter(metrics, redis_client=client)
+    breakers: Breakers = LocalBreakers(settings.breaker)
+    cooldowns: Cooldowns = LocalCooldowns()
+    router = Router(settings, upstream, meter, breakers, cooldowns, TokenCounter(), metrics)
+    pipeline = ChatPipeline(settings, policy, router, meter, metrics)
+    return Components(settings, metrics, policy, upstream, meter, breakers, cooldowns, router, pipeline, client)
+
+
+def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Starlette:
+    c = build_components(settings, policy=policy)
+    admin_token = settings.admin.token()
+    admin_digest = hashlib.sha256(admin_token.encode()).digest() if admin_token else None
+
+    def admin_ok(request: Request) -> bool:
+        if admin_digest is None:
+            return False
+        token = request.headers.get("authorization", "").partition(" ")[2].strip()
+        return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), admin_digest)
+
+    async def chat_completions(request: Request) -> Response:
+        return await c.pipeline(request)
+
+    async def models(request: Request) -> Response:
+        ctx = Context()
+        principal = authn.principal(request.headers.get("authorization"))
+        allowed: list[str] = []
+        for name in sorted({m for p in settings.providers for m in p.models}):
+            decision = await c.policy.decide(_models_input(principal, name, request))
+            if decision.unauthenticated or decision.error:
+                ctx.decision = decision
+                if decision.error:
+                    return c.pipeline.respond_error(
+                        PolicyDenied("denied by policy", decision_id=decision.decision_id), ctx
+                    )
+                return c.pipeline.respond_error(Unauthenticated("no valid API key or token for a known team"), ctx)
+            if decision.allow:
+                allowed.append(name)
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in allowed]
+        return JSONResponse({"object": "list", "data": data}, headers={"X-Request-Id": ctx.request_id})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        body: dict[str, Any] = {"policy_revision": c.policy.revision, "state": c.meter.mode}
+        if not c.policy.ready:
+            return JSONResponse({**body, "ready": False, "reason": "no policy bundle is active"}, status_code=503)
+        if c.meter.in_fallback:
+            reason = "state store unreachable: serving with per-process budgets and breakers"
+            return JSONResponse({**body, "ready": False, "reason": reason}, status_code=503)
+        return JSONResponse({**body, "ready": True})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        if admin_digest is not None and not admin_ok(request):
+            return _error(Unauthenticated("the admin token is required"))
+        return Response(c.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def admin_status(request: Request) -> Response:
+        if admin_digest is None:
+            return _error(PolicyDenied("admin endpoints are off: set the admin token env var to use them"))
+        if not admin_ok(request):
+            return _error(Unauthenticated("the admin token is required"))
+        status = getattr(c.policy, "status", None)
+        breakers = await c.breakers.snapshot()
+        return JSONResponse(
+            {
+                "policy": status() if callable(status) else {"revision": c.policy.revision},
+                "policy_revision": c.policy.revision,
+                "policy_engine": settings.policy.engine,
+                "state_store": c.meter.mode,
+                "breakers": {
+                    p.name: breakers.get(p.name, {"state": "closed", "trips": 0, "open_for_seconds": 0.0})
+                    for p in settings.providers
+                },
+            }
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await c.upstream.start()
+        await c.policy.start()
+        if c.policy.revision:
+            c.metrics.set_bundle(c.policy.revision)
+        await c.meter.start()
+        try:
+            yield
+        finally:
+            await c.meter.close()
+            await c.policy.close()
+            await c.upstream.close()
+            if c.redis is not None:
+                await c.redis.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/admin/status", admin_status, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    app.state.components = c
+    return app
+
+
+def _models_input(principal: authn.Principal, model: str, request: Request) -> dict[str, Any]:
+    return {
+        "principal": principal.as_input(),
+        "request": {"endpoint": "models.list", "model": model, "stream": False, "max_tokens": None, "prompt_tokens": 0},
+        "context": {"use_case": request.headers.get("x-use-case"), "data_classification": None, "client_ip": None},
+    }
+
+
+def _error(exc: GatewayError) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return JSONResponse(
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "method_not_allowed",
+                    "message": "method not allowed here",
+                    "param": None,
+                }
+            },
+            status_code=405,
+        )
+    return _error(NotFound("no such endpoint"))
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return _error(exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error", extra={"error_type": type(exc).__name__})
+    body = {"error": {"type": "api_error", "code": "internal_error", "message": "internal error", "param": None}}
+    return JSONResponse(body, status_code=500)

@@ -1,0 +1,162 @@
+"""Parse and check an OpenAI Chat Completions request body.
+
+Every problem is an InvalidRequest naming the parameter, never echoing its
+value: a message's text may be a patient's words.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import InvalidRequest
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+MAX_TOKENS_CEILING = 1_000_000
+MAX_MESSAGES = 10_000
+_PASSTHROUGH_NUMBERS = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool
+    max_tokens: int | None
+    include_usage: bool
+    body: dict[str, Any]  # the whole validated body, for adapters to translate
+
+
+def parse(raw: bytes) -> ChatRequest:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("request body is not valid UTF-8") from None
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return from_body(body)
+
+
+def from_body(body: dict[str, Any]) -> ChatRequest:
+    model = body.get("model")
+    if not isinstance(model, str) or not model or len(model) > 256:
+        raise InvalidRequest("model is required and must be a non-empty string", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages is required and must be a non-empty array", param="messages")
+    if len(messages) > MAX_MESSAGES:
+        raise InvalidRequest(f"messages may hold at most {MAX_MESSAGES} items", param="messages")
+    for i, message in enumerate(messages):
+        _check_message(message, i)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream must be a boolean", param="stream")
+    max_tokens = _max_tokens(body)
+    n = body.get("n", 1)
+    if n is not None and (not _is_int(n) or n != 1):
+        raise InvalidRequest("n must be 1: the gateway meters and routes one choice per request", param="n")
+    for name, (low, high) in _PASSTHROUGH_NUMBERS.items():
+        value = body.get(name)
+        if value is not None and (not _is_number(value) or not low <= value <= high):
+            raise InvalidRequest(f"{name} must be a number from {low:g} to {high:g}", param=name)
+    options = body.get("stream_options")
+    if options is not None and (
+        not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool)
+    ):
+        raise InvalidRequest("stream_options must be an object with a boolean include_usage", param="stream_options")
+    if options is not None and not stream:
+        raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
+    stop = body.get("stop")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and all(isinstance(s, str) for s in stop))
+    ):
+        raise InvalidRequest("stop must be a string or an array of strings", param="stop")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(_is_function_tool(t) for t in tools)):
+        raise InvalidRequest("tools must be an array of function tools", param="tools")
+    include_usage = bool(options and options.get("include_usage"))
+    return ChatRequest(model, messages, stream, max_tokens, include_usage, body)
+
+
+def _check_message(message: Any, i: int) -> None:
+    where = f"messages[{i}]"
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"{where} must be an object", param=where)
+    if message.get("role") not in ROLES:
+        raise InvalidRequest(f"{where}.role must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role")
+    content = message.get("content")
+    if content is None:
+        if message.get("role") != "assistant":
+            raise InvalidRequest(f"{where}.content is required", param=f"{where}.content")
+    elif isinstance(content, list):
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise InvalidRequest(f"{where}.content[{j}] must be an object with a type", param=f"{where}.content")
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise InvalidRequest(f"{where}.content[{j}].text must be a string", param=f"{where}.content")
+    elif not isinstance(content, str):
+        raise InvalidRequest(f"{where}.content must be a string or an array of parts", param=f"{where}.content")
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None and not (isinstance(tool_calls, list) and all(_is_tool_call(c) for c in tool_calls)):
+        raise InvalidRequest(f"{where}.tool_calls must be an array of function calls", param=f"{where}.tool_calls")
+    if message.get("role") == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise InvalidRequest(f"{where}.tool_call_id is required for tool messages", param=f"{where}.tool_call_id")
+
+
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not _is_int(value) or not 1 <= value <= MAX_TOKENS_CEILING:
+            raise InvalidRequest(f"{name} must be an integer from 1 to {MAX_TOKENS_CEILING}", param=name)
+        return int(value)
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_function_tool(tool: Any) -> bool:
+    return (
+        isinstance(tool, dict)
+        and tool.get("type") == "function"
+        and isinstance(tool.get("function"), dict)
+        and isinstance(tool["function"].get("name"), str)
+    )
+
+
+def _is_tool_call(call: Any) -> bool:
+    return (
+        isinstance(call, dict)
+        and isinstance(call.get("id"), str)
+        and isinstance(call.get("function"), dict)
+        and isinstance(call["function"].get("name"), str)
+        and isinstance(call["function"].get("arguments", ""), str)
+    )
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content (string or parts), for token counting and translation."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""

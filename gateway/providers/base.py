@@ -1,0 +1,77 @@
+"""The provider seam: the gateway speaks OpenAI Chat Completions to clients and
+each provider's own wire format upstream. An adapter builds the upstream
+request, parses a whole answer, and translates a stream event by event into
+OpenAI chunks, normalising usage to prompt/completion tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.chat import ChatRequest
+from gateway.providers.sse import Event
+from gateway.settings import ProviderSettings
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    reported: bool = True  # False when counted by the gateway (usage missing upstream)
+
+
+class BadUpstreamAnswer(Exception):
+    """The provider's answer does not have the shape its API documents."""
+
+
+@dataclass
+class StreamState:
+    """What a translator learned from a stream so far."""
+
+    usage: Usage | None = None
+    finished: bool = False  # a terminal event arrived (finish reason / message_stop / [DONE])
+    deltas: int = 0  # completion deltas seen, the fallback count when usage is missing
+    text: list[str] = field(default_factory=list)  # completion text, kept only when content may be logged
+    keep_text: bool = False
+
+
+class StreamTranslator(Protocol):
+    state: StreamState
+
+    def translate(self, event: Event) -> list[bytes]:
+        """OpenAI SSE frames (bytes) to send to the client for one upstream event."""
+        ...
+
+    def close(self) -> list[bytes]:
+        """Frames to send once the upstream stream ended normally (the usage chunk, [DONE])."""
+        ...
+
+
+class Adapter(Protocol):
+    def build(
+        self, request: ChatRequest, provider: ProviderSettings, upstream_model: str, max_tokens: int
+    ) -> UpstreamRequest: ...
+
+    def parse(self, body: bytes, request: ChatRequest) -> tuple[dict[str, Any], Usage]: ...
+
+    def translator(self, request: ChatRequest, *, keep_text: bool) -> StreamTranslator: ...
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def non_negative_int(value: Any) -> int | None:
+    """A token count from a provider, or None when it is missing or absurd (never trusted blindly)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 10_000_000:
+        return None
+    return value

@@ -1,0 +1,113 @@
+"""OpenAI Chat Completions upstream: the body passes through with the provider's model name.
+
+Streams pass through event by event, untouched, except that the gateway always
+asks for usage (`stream_options.include_usage`) and drops the extra usage-only
+chunk when the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gateway.chat import ChatRequest
+from gateway.providers.base import BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, non_negative_int
+from gateway.providers.sse import DONE, Event
+from gateway.settings import ProviderSettings
+
+_COMPLETION_TOKENS_ONLY = ("o1", "o3", "o4", "gpt-5")
+
+
+def upstream_body(request: ChatRequest, upstream_model: str, max_tokens: int, *, include_model: bool = True) -> bytes:
+    body = dict(request.body)
+    if include_model:
+        body["model"] = upstream_model
+    else:
+        body.pop("model", None)
+    if "max_tokens" not in body and "max_completion_tokens" not in body:
+        key = "max_completion_tokens" if upstream_model.startswith(_COMPLETION_TOKENS_ONLY) else "max_tokens"
+        body[key] = max_tokens
+    if request.stream:
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def parse_usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = non_negative_int(raw.get("prompt_tokens")), non_negative_int(raw.get("completion_tokens"))
+    if prompt is None or completion is None:
+        return None
+    return Usage(prompt, completion)
+
+
+class OpenAIAdapter:
+    def build(
+        self, request: ChatRequest, provider: ProviderSettings, upstream_model: str, max_tokens: int
+    ) -> UpstreamRequest:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if request.stream else "application/json",
+        }
+        key = provider.api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = provider.base_url.rstrip("/") + "/chat/completions"
+        return UpstreamRequest(url, headers, upstream_body(request, upstream_model, max_tokens))
+
+    def parse(self, body: bytes, request: ChatRequest) -> tuple[dict[str, Any], Usage]:
+        return parse_completion(body)
+
+    def translator(self, request: ChatRequest, *, keep_text: bool) -> OpenAIStream:
+        return OpenAIStream(client_wants_usage=request.include_usage, keep_text=keep_text)
+
+
+def parse_completion(body: bytes) -> tuple[dict[str, Any], Usage]:
+    try:
+        answer = json.loads(body)
+    except ValueError as exc:
+        raise BadUpstreamAnswer("completion is not JSON") from exc
+    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        raise BadUpstreamAnswer("completion has no choices")
+    usage = parse_usage(answer.get("usage"))
+    if usage is None:
+        raise BadUpstreamAnswer("completion has no usable usage")
+    return answer, usage
+
+
+class OpenAIStream:
+    def __init__(self, *, client_wants_usage: bool, keep_text: bool) -> None:
+        self.state = StreamState(keep_text=keep_text)
+        self._client_wants_usage = client_wants_usage
+
+    def translate(self, event: Event) -> list[bytes]:
+        if event.data == "[DONE]":
+            self.state.finished = True
+            return []  # sent by close(), after any usage chunk
+        try:
+            chunk = json.loads(event.data)
+        except ValueError as exc:
+            raise BadUpstreamAnswer("stream chunk is not JSON") from exc
+        if not isinstance(chunk, dict):
+            raise BadUpstreamAnswer("stream chunk is not an object")
+        if isinstance(chunk.get("error"), dict):
+            raise BadUpstreamAnswer("provider reported an error mid-stream")
+        choices = chunk.get("choices") or []
+        usage = parse_usage(chunk.get("usage"))
+        if usage is not None:
+            self.state.usage = usage
+        for choice in choices if isinstance(choices, list) else []:
+            delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                self.state.deltas += 1
+                if self.state.keep_text:
+                    self.state.text.append(content)
+            elif isinstance(delta, dict) and delta.get("tool_calls"):
+                self.state.deltas += 1
+        if usage is not None and not choices and not self._client_wants_usage:
+            return []  # the usage-only chunk the gateway asked for on its own behalf
+        return [event.raw if event.raw.endswith(b"\n\n") else event.raw + b"\n\n"]
+
+    def close(self) -> list[bytes]:
+        return [DONE]

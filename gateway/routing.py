@@ -1,0 +1,231 @@
+"""Walk the policy's routes in order until one answers.
+
+For each route the decision listed (and only those, so PHI and residency hold
+during failover): skip it when the provider is not configured or does not map
+the model, when its breaker does not admit traffic, when it is cooling down
+after a 429, or when its org budget has no room; otherwise reserve tokens in
+the team and provider budgets together and send. A failure before the first
+byte reaches the client releases the reservation and moves on. A team budget
+that is short is the team's answer (429) whatever the route.
+
+Non-stream attempts read and parse the whole answer before returning. Stream
+attempts read until the first frame for the client is ready, so a stream that
+fails at once can still fail over.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from gateway.breaker import Breakers
+from gateway.chat import ChatRequest
+from gateway.cooldown import Cooldowns
+from gateway.errors import InvalidRequest, NoRouteAvailable, RateLimited, UpstreamError, UpstreamTimeout
+from gateway.forward import AttemptFailed, Upstream
+from gateway.metering.meter import Meter, Reservation
+from gateway.metering.store import Budget
+from gateway.metering.tokens import TokenCounter
+from gateway.observe.metrics import Metrics
+from gateway.policy.engine import Decision, Route
+from gateway.providers.base import Adapter, BadUpstreamAnswer, StreamTranslator, Usage
+from gateway.providers.registry import ADAPTERS
+from gateway.providers.sse import SSEParser
+from gateway.settings import ProviderSettings, Settings
+
+
+@dataclass
+class Attempt:
+    route: Route
+    provider: ProviderSettings
+    adapter: Adapter
+    reservation: Reservation
+    prompt_estimate: int
+    upstream_started: float
+    probe: bool
+
+
+@dataclass
+class Completed:
+    attempt: Attempt
+    answer: dict[str, Any]
+    usage: Usage
+    upstream_seconds: float
+
+
+@dataclass
+class Streaming:
+    attempt: Attempt
+    response: aiohttp.ClientResponse
+    translator: StreamTranslator
+    parser: SSEParser
+    first_frames: list[bytes]
+    chunks: Any  # the async iterator over upstream chunks, already started
+
+
+@dataclass
+class Walk:
+    """What happened while walking the routes, for the record and the final error."""
+
+    attempts: int = 0
+    failures: list[AttemptFailed] = field(default_factory=list)
+    retry_after: float | None = None
+    last_provider: str = ""
+
+    def wait_hint(self, seconds: float | None) -> None:
+        if seconds is not None and seconds >= 0:
+            self.retry_after = seconds if self.retry_after is None else min(self.retry_after, seconds)
+
+
+class Router:
+    def __init__(
+        self,
+        settings: Settings,
+        upstream: Upstream,
+        meter: Meter,
+        breakers: Breakers,
+        cooldowns: Cooldowns,
+        counter: TokenCounter,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._upstream = upstream
+        self._meter = meter
+        self._breakers = breakers
+        self._cooldowns = cooldowns
+        self._counter = counter
+        self._metrics = metrics
+        self._providers = {p.name: p for p in settings.providers}
+
+    async def run(
+        self, chat: ChatRequest, decision: Decision, max_tokens: int, walk: Walk, *, keep_text: bool
+    ) -> Completed | Streaming:
+        estimates: dict[str, int] = {}
+        previous: str | None = None
+        for route in decision.routes:
+            provider = self._providers.get(route.provider)
+            if provider is None or route.model not in provider.models:
+                continue
+            if await self._cooldowns.remaining(provider.name) > 0:
+                walk.wait_hint(await self._cooldowns.remaining(provider.name))
+                continue
+            if await self._breakers.state(provider.name) == "open":
+                walk.wait_hint(self._settings.breaker.open_seconds)
+                continue
+            prompt = estimates.get(route.model)
+            if prompt is None:
+                prompt = estimates[route.model] = await self._counter.prompt_tokens_async(chat, route.model)
+            amount = prompt + max_tokens
+            if amount > decision.tokens_per_minute:
+                raise InvalidRequest(
+                    f"this request needs about {amount} tokens, more than team {decision.team}'s "
+                    f"{decision.tokens_per_minute} tokens per minute: shorten the prompt or lower max_tokens",
+                    decision_id=decision.decision_id,
+                )
+            team_budget = Budget(f"team:{decision.team}", decision.tokens_per_minute)
+            provider_budget = Budget(f"provider:{provider.name}", provider.limits.tokens_per_minute)
+            reserved = await self._meter.reserve(team_budget, provider_budget, amount)
+            if not isinstance(reserved, Reservation):
+                if reserved.status == "team_short":
+                    raise RateLimited(
+                        f"team {decision.team} has used its {decision.tokens_per_minute} tokens per minute",
+                        retry_after=max(1, math.ceil(reserved.retry_after)),
+                        decision_id=decision.decision_id,
+                    )
+                walk.wait_hint(reserved.retry_after)
+                continue
+            probe = await self._breakers.state(provider.name) == "half_open"
+            if not await self._breakers.admit(provider.name):
+                await self._meter.release(reserved)
+                walk.wait_hint(1.0)
+                continue
+            if previous is not None:
+                reason = walk.failures[-1].reason if walk.failures else "skipped"
+                self._metrics.failovers.labels(from_provider=previous, to_provider=provider.name, reason=reason).inc()
+            walk.attempts += 1
+            walk.last_provider = provider.name
+            attempt = Attempt(route, provider, ADAPTERS[provider.kind], reserved, prompt, time.perf_counter(), probe)
+            try:
+                if chat.stream:
+                    return await self._open_stream(chat, attempt, max_tokens, keep_text=keep_text)
+                return await self._complete(chat, attempt, max_tokens)
+            except AttemptFailed as failure:
+                await self._meter.release(reserved)
+                await self._breakers.record(provider.name, not failure.breaker_failure, probe=probe)
+                walk.failures.append(failure)
+                previous = provider.name
+                if failure.reason == "rate_limited":
+                    wait = failure.retry_after if failure.retry_after is not None else 1.0
+                    await self._cooldowns.start(provider.name, wait)
+                    walk.wait_hint(wait)
+                if failure.reason == "client_error":
+                    raise InvalidRequest(
+                        f"the provider refused this request (HTTP {failure.status})", decision_id=decision.decision_id
+                    ) from None
+        raise self._exhausted(decision, walk)
+
+    async def estimate(self, chat: ChatRequest) -> int:
+        """Prompt tokens of the request for the model it names (the policy input's prompt_tokens)."""
+        return await self._counter.prompt_tokens_async(chat, chat.model)
+
+    async def record_outcome(self, attempt: Attempt, failure: AttemptFailed | None) -> None:
+        """A stream's outcome, known only when it ends: feeds the provider's breaker."""
+        ok = failure is None or not failure.breaker_failure
+        await self._breakers.record(attempt.provider.name, ok, probe=attempt.probe)
+
+    def _exhausted(self, decision: Decision, walk: Walk) -> Exception:
+        retry_after = max(1, math.ceil(walk.retry_after if walk.retry_after is not None else 1))
+        reasons = {f.reason for f in walk.failures}
+        only_one_route = len(decision.routes) == 1 and walk.attempts == 1
+        if only_one_route and reasons == {"timeout"}:
+            return UpstreamTimeout("the provider timed out", decision_id=decision.decision_id, retry_after=retry_after)
+        if only_one_route and reasons and reasons <= {"connect", "status_5xx", "bad_answer", "truncated", "auth"}:
+            return UpstreamError(
+                "the provider failed to answer", decision_id=decision.decision_id, retry_after=retry_after
+            )
+        return NoRouteAvailable(
+            "no allowed route can take this request now (failing, open-circuited or at its limits); retry later",
+            retry_after=retry_after,
+            decision_id=decision.decision_id,
+        )
+
+    async def _complete(self, chat: ChatRequest, attempt: Attempt, max_tokens: int) -> Completed:
+        upstream_model = attempt.provider.models[attempt.route.model]
+        request = attempt.adapter.build(chat, attempt.provider, upstream_model, max_tokens)
+        response = await self._upstream.open(attempt.provider, request, stream=False)
+        body = await self._upstream.read_all(response)
+        try:
+            answer, usage = attempt.adapter.parse(body, chat)
+        except BadUpstreamAnswer as exc:
+            raise AttemptFailed("bad_answer") from exc
+        seconds = time.perf_counter() - attempt.upstream_started
+        await self._breakers.record(attempt.provider.name, True, probe=attempt.probe)
+        return Completed(attempt, answer, usage, seconds)
+
+    async def _open_stream(self, chat: ChatRequest, attempt: Attempt, max_tokens: int, *, keep_text: bool) -> Streaming:
+        upstream_model = attempt.provider.models[attempt.route.model]
+        request = attempt.adapter.build(chat, attempt.provider, upstream_model, max_tokens)
+        response = await self._upstream.open(attempt.provider, request, stream=True)
+        translator = attempt.adapter.translator(chat, keep_text=keep_text)
+        parser = SSEParser()
+        chunks = self._upstream.chunks(response).__aiter__()
+        frames: list[bytes] = []
+        try:
+            while not frames:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    raise AttemptFailed("truncated") from None
+                for event in parser.feed(chunk):
+                    frames.extend(translator.translate(event))
+        except BadUpstreamAnswer as exc:
+            response.close()
+            raise AttemptFailed("bad_answer") from exc
+        except (AttemptFailed, ValueError) as exc:
+            response.close()
+            raise exc if isinstance(exc, AttemptFailed) else AttemptFailed("bad_answer") from exc
+        return Streaming(attempt, response, translator, parser, frames, chunks)

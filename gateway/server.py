@@ -1,0 +1,27 @@
+"""`gateway serve`: one uvicorn process, logs as JSON lines, no access log."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway import settings as settings_module
+from gateway.app import build_app
+from gateway.observe import logs
+
+
+def serve(*, config_path: str | None, host: str | None, port: int | None) -> int:
+    settings = settings_module.load(config_path)
+    logs.configure()
+    app = build_app(settings)
+    uvicorn.run(
+        app,
+        host=host or settings.listen.host,
+        port=port if port is not None else settings.listen.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )
+    return 0

@@ -1,0 +1,242 @@
+"""Configuration: one YAML file (`--config` or GATEWAY_CONFIG), every key overridable by env.
+
+Env overrides use the GATEWAY_ prefix and `__` for nesting, list items by
+index: GATEWAY_LISTEN__PORT=9000, GATEWAY_STATE__REDIS_URL=redis://...,
+GATEWAY_PROVIDERS__0__BASE_URL=.... Values are parsed as YAML scalars.
+Secrets are never in the file: only the names of env vars that hold them.
+Unknown keys are an error naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from gateway.errors import ConfigError
+
+ProviderKind = Literal["openai", "azure_openai", "anthropic"]
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    engine: Literal["embedded", "opa"] = "embedded"
+    bundle: str = "bundles/gateway.tar.gz"
+    poll_seconds: float = 30.0
+    verification_key: str | None = None
+    opa_url: str = "http://127.0.0.1:8181"
+    timeout_ms: int = 100
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    redis_url: str | None = None
+    timeout_ms: int = 50
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    tokens_per_minute: int = 2_000_000
+    requests_per_minute: int = 10_000
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    name: str
+    kind: ProviderKind
+    base_url: str
+    models: dict[str, str]
+    api_key_env: str | None = None
+    api_version: str = "2024-10-21"
+    limits: ProviderLimits = field(default_factory=ProviderLimits)
+    timeout_seconds: float = 60.0
+    connect_timeout_seconds: float = 5.0
+
+    def api_key(self) -> str:
+        if not self.api_key_env:
+            return ""
+        return os.environ.get(self.api_key_env, "")
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    failure_ratio: float = 0.5
+    min_requests: int = 10
+    window_seconds: float = 30.0
+    open_seconds: float = 30.0
+    half_open_probes: int = 1
+    max_open_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    max_wait_seconds: float = 20.0
+    max_depth: int = 1000
+    max_attempts: int = 4
+
+
+@dataclass(frozen=True)
+class Price:
+    input: float
+    output: float
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    token_env: str | None = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 - the name of an env var, not a secret
+
+    def token(self) -> str | None:
+        if not self.token_env:
+            return None
+        return os.environ.get(self.token_env) or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: Listen = field(default_factory=Listen)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    providers: list[ProviderSettings] = field(default_factory=list)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    prices: dict[str, Price] = field(default_factory=dict)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+
+    def provider(self, name: str) -> ProviderSettings | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+
+def load(path: str | None = None, env: typing.Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    path = path or env.get("GATEWAY_CONFIG")
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config {path} is not valid YAML") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of settings")
+        raw = loaded or {}
+    _apply_env(raw, env)
+    return from_dict(raw)
+
+
+def from_dict(raw: dict[str, Any]) -> Settings:
+    settings: Settings = _build(Settings, raw, "")
+    _validate(settings)
+    return settings
+
+
+def _apply_env(raw: dict[str, Any], env: typing.Mapping[str, str]) -> None:
+    for name, value in sorted(env.items()):
+        if not name.startswith("GATEWAY_") or name in ("GATEWAY_CONFIG", "GATEWAY_ADMIN_TOKEN"):
+            continue
+        keys = [k.lower() for k in name[len("GATEWAY_") :].split("__")]
+        node: Any = raw
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"{name}: no list item {key}")
+                if last:
+                    node[int(key)] = yaml.safe_load(value)
+                else:
+                    node = node[int(key)]
+            elif last:
+                node[key] = yaml.safe_load(value)
+            else:
+                node = node.setdefault(key, {})
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key {_join(where, unknown[0])}")
+    values = {}
+    for name, f in fields.items():
+        key = _join(where, name)
+        if name in raw:
+            values[name] = _convert(hints[name], raw[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing config key {key}")
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _convert(inner[0], value, key)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"config key {key} must be one of {', '.join(map(str, get_args(tp)))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key} must be a list")
+        return [_convert(get_args(tp)[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key} must be a mapping")
+        return {str(k): _convert(get_args(tp)[1], v, _join(key, str(k))) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(typing.cast(type[Any], tp), value, key)
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"config key {key} must be {_TYPE_NAMES.get(tp, str(tp))}")
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _validate(settings: Settings) -> None:
+    names = [p.name for p in settings.providers]
+    duplicates = {n for n in names if names.count(n) > 1}
+    if duplicates:
+        raise ConfigError(f"provider name {sorted(duplicates)[0]} is listed twice")
+    for i, p in enumerate(settings.providers):
+        if not p.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"config key providers[{i}].base_url must be an http(s) URL")
+        if not p.models:
+            raise ConfigError(f"config key providers[{i}].models must map at least one model")
+        if p.timeout_seconds <= 0 or p.limits.tokens_per_minute <= 0:
+            raise ConfigError(f"config key providers[{i}] needs positive timeout_seconds and limits")
+    if settings.state.workers > 1 and not settings.state.redis_url:
+        raise ConfigError(
+            "state.workers > 1 needs state.redis_url: budgets and breakers must be shared between processes"
+        )
+    if settings.listen.max_body_bytes < 1024:
+        raise ConfigError("config key listen.max_body_bytes must be at least 1024")
+    b = settings.breaker
+    if not 0 < b.failure_ratio <= 1 or b.min_requests < 1 or b.half_open_probes < 1:
+        raise ConfigError("config key breaker needs 0 < failure_ratio <= 1, min_requests >= 1, half_open_probes >= 1")

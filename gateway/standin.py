@@ -1,0 +1,325 @@
+"""Stand-in providers: real HTTP servers on 127.0.0.1 that speak OpenAI, Azure OpenAI or Anthropic.
+
+Used by `gateway demo`, the tests and the benchmarks. Each answers
+deterministically and can be scripted per request: latency, an error status,
+429 with Retry-After, a stall, a stream cut after N events, usage missing,
+or an error body that quotes the prompt (as some providers do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+Kind = Literal["openai", "azure_openai", "anthropic"]
+
+
+@dataclass(frozen=True)
+class Behavior:
+    status: int = 200
+    latency: float = 0.0  # seconds before the answer starts
+    stall: bool = False  # never answer (until the client gives up)
+    retry_after: str | None = None  # Retry-After header value on a 429
+    stream_cut_after: int | None = None  # close a stream after this many content events
+    usage: bool = True  # report usage
+    echo_prompt_in_error: bool = False  # put the prompt text into an error body
+    text: str = "Stand-in answer: all good."
+    chunk_delay: float = 0.0  # seconds between stream events
+    usage_override: dict[str, Any] | None = None  # report this usage instead (e.g. absurd values)
+
+
+@dataclass
+class Received:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class StandIn:
+    name: str
+    kind: Kind
+    default: Behavior = field(default_factory=Behavior)
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    _script: deque[Behavior] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def script(self, *behaviors: Behavior) -> None:
+        """The next requests get these behaviours, in order; then the default again."""
+        with self._lock:
+            self._script.extend(behaviors)
+
+    def set_default(self, behavior: Behavior) -> None:
+        with self._lock:
+            self.default = behavior
+            self._script.clear()
+
+    def next_behavior(self) -> Behavior:
+        with self._lock:
+            return self._script.popleft() if self._script else self.default
+
+    @property
+    def base_url(self) -> str:
+        root = f"http://127.0.0.1:{self.port}"
+        return root + "/v1" if self.kind == "openai" else root
+
+    @property
+    def count(self) -> int:
+        return len(self.received)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        if self.kind == "anthropic":
+            app.router.add_post("/v1/messages", self._handle)
+        elif self.kind == "azure_openai":
+            app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._handle)
+        else:
+            app.router.add_post("/v1/chat/completions", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.received.append(Received(request.path, dict(request.query), dict(request.headers), body))
+        behavior = self.next_behavior()
+        if behavior.stall:
+            await asyncio.sleep(3600)
+        if behavior.latency:
+            await asyncio.sleep(behavior.latency)
+        if behavior.status != 200:
+            return self._error(behavior, body)
+        model = body.get("model") or request.match_info.get("deployment", "deployment")
+        prompt_tokens = _prompt_tokens(body)
+        words = behavior.text.split(" ")
+        usage = behavior.usage_override or {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
+        if body.get("stream"):
+            return await self._stream(request, behavior, model, words, usage)
+        if self.kind == "anthropic":
+            answer: dict[str, Any] = {
+                "id": "msg_standin",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": behavior.text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+            }
+            if behavior.usage:
+                answer["usage"] = {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}
+        else:
+            answer = {
+                "id": "chatcmpl-standin",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": behavior.text}, "finish_reason": "stop"}
+                ],
+            }
+            if behavior.usage:
+                answer["usage"] = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+        return web.json_response(answer)
+
+    def _error(self, behavior: Behavior, body: dict[str, Any]) -> web.Response:
+        headers = {"Retry-After": behavior.retry_after} if behavior.retry_after is not None else {}
+        message = "stand-in failure"
+        if behavior.echo_prompt_in_error:
+            message = "could not process: " + json.dumps(body.get("messages"))
+        payload = {
+            "error": {"type": "server_error" if behavior.status >= 500 else "invalid_request_error", "message": message}
+        }
+        return web.json_response(payload, status=behavior.status, headers=headers)
+
+    async def _stream(
+        self, request: web.Request, behavior: Behavior, model: str, words: list[str], usage: dict[str, Any]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        events = (
+            _anthropic_events(model, words, usage, behavior)
+            if self.kind == "anthropic"
+            else _openai_events(model, words, usage, behavior)
+        )
+        content_sent = 0
+        for is_content, event in events:
+            if behavior.stream_cut_after is not None and is_content and content_sent >= behavior.stream_cut_after:
+                transport = request.transport
+                if transport is not None:
+                    transport.close()  # cut mid-stream, no terminating chunk
+                return response
+            await response.write(event)
+            content_sent += int(is_content)
+            if behavior.chunk_delay:
+                await asyncio.sleep(behavior.chunk_delay)
+        await response.write_eof()
+        return response
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    text = json.dumps(body.get("messages", [])) + json.dumps(body.get("system", ""))
+    return max(1, len(text) // 4)
+
+
+def _sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def _openai_events(model: str, words: list[str], usage: dict[str, Any], behavior: Behavior) -> list[tuple[bool, bytes]]:
+    base = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    events = [
+        (
+            False,
+            _sse(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                }
+            ),
+        )
+    ]
+    for i, word in enumerate(words):
+        piece = word if i == 0 else " " + word
+        events.append(
+            (True, _sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+        )
+    events.append((False, _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})))
+    if behavior.usage:
+        total = usage["prompt_tokens"] + usage["completion_tokens"]
+        events.append((False, _sse({**base, "choices": [], "usage": {**usage, "total_tokens": total}})))
+    events.append((False, _sse("[DONE]")))
+    return events
+
+
+def _anthropic_events(
+    model: str, words: list[str], usage: dict[str, Any], behavior: Behavior
+) -> list[tuple[bool, bytes]]:
+    start_usage = {"input_tokens": usage["prompt_tokens"], "output_tokens": 1} if behavior.usage else {}
+    message = {
+        "id": "msg_standin",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "usage": start_usage,
+    }
+    events = [
+        (False, _sse({"type": "message_start", "message": message}, "message_start")),
+        (
+            False,
+            _sse(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "content_block_start",
+            ),
+        ),
+        (False, _sse({"type": "ping"}, "ping")),
+    ]
+    for i, word in enumerate(words):
+        piece = word if i == 0 else " " + word
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+        events.append((True, _sse(delta, "content_block_delta")))
+    events.append((False, _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")))
+    delta_usage = {"output_tokens": usage["completion_tokens"]} if behavior.usage else {}
+    events.append(
+        (
+            False,
+            _sse(
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": delta_usage}, "message_delta"
+            ),
+        )
+    )
+    events.append((False, _sse({"type": "message_stop"}, "message_stop")))
+    return events
+
+
+class StandInServers:
+    """Several stand-ins served from one event loop (the caller's, or a thread of their own)."""
+
+    def __init__(self, standins: list[StandIn]) -> None:
+        self.standins = {s.name: s for s in standins}
+        self._runners: list[web.AppRunner] = []
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __getitem__(self, name: str) -> StandIn:
+        return self.standins[name]
+
+    async def start(self) -> None:
+        for standin in self.standins.values():
+            runner = web.AppRunner(standin.app(), access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", standin.port)
+            await site.start()
+            server = site._server
+            assert server is not None
+            standin.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            self._runners.append(runner)
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+    def start_in_thread(self) -> StandInServers:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            loop.run_until_complete(self.start())
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="standins", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("stand-in providers did not start")
+        return self
+
+    def stop_thread(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
+
+
+def demo_standins() -> list[StandIn]:
+    """The four providers the shipped policy data names, as stand-ins."""
+    return [
+        StandIn("openai-us", "openai"),
+        StandIn("azure-us-east", "azure_openai"),
+        StandIn("azure-eu-west", "azure_openai"),
+        StandIn("anthropic-us", "anthropic"),
+    ]
+
+
+def provider_config(
+    standin: StandIn, *, timeout_seconds: float = 10.0, tokens_per_minute: int = 2_000_000
+) -> dict[str, Any]:
+    """The gateway config entry pointing at a stand-in, with realistic model mappings."""
+    models = {
+        "openai": {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini-2024-07-18"},
+        "azure_openai": {"gpt-4o": "gpt4o-prod", "gpt-4o-mini": "gpt4o-mini-prod"},
+        "anthropic": {"claude-sonnet-4": "claude-sonnet-4-20250514"},
+    }[standin.kind]
+    return {
+        "name": standin.name,
+        "kind": standin.kind,
+        "base_url": standin.base_url,
+        "api_key_env": f"STANDIN_{standin.name.upper().replace('-', '_')}_KEY",
+        "models": models,
+        "limits": {"tokens_per_minute": tokens_per_minute, "requests_per_minute": 100_000},
+        "timeout_seconds": timeout_seconds,
+        "connect_timeout_seconds": 2.0,
+    }
