@@ -152,7 +152,7 @@ async def run_demo(*, echo_logs: bool = True) -> int:
     await servers.start()
     settings = from_dict(_config(servers, _bundle_path(workdir)))
     app = build_app(settings)
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from gateway import settings as settings_module
@@ -11,7 +13,7 @@ from gateway.observe import logs
 
 def serve(*, config_path: str | None, host: str | None, port: int | None) -> int:
     settings = settings_module.load(config_path)
-    logs.configure()
+    logs.configure(level=getattr(logging, settings.log_level.upper()))
     app = build_app(settings)
     uvicorn.run(
         app,

@@ -115,6 +115,7 @@ class Settings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     prices: dict[str, Price] = field(default_factory=dict)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     def provider(self, name: str) -> ProviderSettings | None:
         return next((p for p in self.providers if p.name == name), None)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 Kind = Literal["openai", "azure_openai", "anthropic"]
+STALL_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class StandIn:
         self.received.append(Received(request.path, dict(request.query), dict(request.headers), body))
         behavior = self.next_behavior()
         if behavior.stall:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(STALL_SECONDS)  # cancelled as soon as the client gives up
         if behavior.latency:
             await asyncio.sleep(behavior.latency)
         if behavior.status != 200:
@@ -255,7 +256,9 @@ class StandInServers:
 
     async def start(self) -> None:
         for standin in self.standins.values():
-            runner = web.AppRunner(standin.app(), access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                standin.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5, handler_cancellation=True
+            )
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", standin.port)
             await site.start()

@@ -35,18 +35,16 @@ ADMIN_TOKEN = "test-admin-token"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def gateway_config(standins: StandInServers, **overrides: Any) -> dict[str, Any]:
+    timeout = overrides.pop("timeout_seconds", 5.0)
     config: dict[str, Any] = {
         "policy": {"bundle": str(SHIPPED_BUNDLE), "poll_seconds": 0},
-        "providers": [
-            provider_config(s, timeout_seconds=overrides.pop("timeout_seconds", 5.0))
-            for s in standins.standins.values()
-        ],
+        "providers": [provider_config(s, timeout_seconds=timeout) for s in standins.standins.values()],
         "prices": PRICES,
         "breaker": {"min_requests": 4, "window_seconds": 10, "open_seconds": 1, "failure_ratio": 0.5},
         "queue": {"max_wait_seconds": 3, "max_depth": 100},
@@ -65,7 +63,8 @@ class GatewayThread:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = build_app(settings)
-        self._sock = socket.socket()
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="on", loop="asyncio")

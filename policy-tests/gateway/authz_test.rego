@@ -14,6 +14,12 @@ test_deny_use_case_not_allowed if {
 	h.reason_codes(d) == {"use_case_not_allowed"}
 }
 
+test_deny_use_case_not_allowed_never_echoes_the_header if {
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "Patient-Jane-Doe", null)
+	h.reason_codes(d) == {"use_case_not_allowed"}
+	d.use_case == ""
+}
+
 test_deny_use_case_required_without_default if {
 	teams := json.remove(data.gateway.config.teams, ["marketing/default_use_case"])
 	d := gateway.decision with input as h.request_input(h.marketing_key, "gpt-4o-mini", null, null)

@@ -39,15 +39,23 @@ team := object.get(config.teams, authn.team, {})
 
 # METADATA
 # title: Use case
-# description: The X-Use-Case header when given, else the team's default use case.
+# description: |
+#   The use case the request runs under: only ever one of the team's own, so
+#   the value is safe to log and to use as a metric label (a header the team
+#   is not entitled to never comes back out of the policy).
 default use_case := ""
 
-use_case := input.context.use_case if {
+use_case := requested_use_case if requested_use_case in team.use_cases
+
+# The X-Use-Case header when given, else the team's default use case.
+default requested_use_case := ""
+
+requested_use_case := input.context.use_case if {
 	is_string(input.context.use_case)
 	input.context.use_case != ""
 }
 
-use_case := team.default_use_case if {
+requested_use_case := team.default_use_case if {
 	not _use_case_declared
 	is_string(team.default_use_case)
 }

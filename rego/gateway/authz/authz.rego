@@ -25,7 +25,7 @@ deny contains {"code": "unauthenticated", "message": "no valid credential for a 
 #   code: use_case_required
 deny contains {"code": "use_case_required", "message": "set the X-Use-Case header"} if {
 	_authenticated
-	gateway.use_case == ""
+	gateway.requested_use_case == ""
 }
 
 # METADATA
@@ -35,8 +35,8 @@ deny contains {"code": "use_case_required", "message": "set the X-Use-Case heade
 #   code: use_case_not_allowed
 deny contains {"code": "use_case_not_allowed", "message": sprintf("team %s is not entitled to this use case", [gateway.authn.team])} if {
 	_authenticated
-	gateway.use_case != ""
-	not gateway.use_case in gateway.team.use_cases
+	gateway.requested_use_case != ""
+	not gateway.requested_use_case in gateway.team.use_cases
 }
 
 # METADATA

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.standin import Behavior, StandInServers
+from tests.harness import ADMIN_TOKEN, GatewayThread, settings_for, standins_running
+
+
+@pytest.fixture(scope="module")
+def standins() -> Iterator[StandInServers]:
+    with standins_running() as servers:
+        yield servers
+
+
+@pytest.fixture(autouse=True)
+def _reset_standins(request: pytest.FixtureRequest) -> None:
+    if "standins" in request.fixturenames:
+        servers: StandInServers = request.getfixturevalue("standins")
+        for standin in servers.standins.values():
+            standin.set_default(Behavior())
+            standin.received.clear()
+
+
+@pytest.fixture(scope="module")
+def gateway(standins: StandInServers) -> Iterator[GatewayThread]:
+    os.environ["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
+    with GatewayThread(settings_for(standins)) as gw:
+        yield gw

@@ -1,0 +1,175 @@
+"""Canaries: a PHI team's words must never reach anything the gateway process writes.
+
+The gateway runs as `gateway serve` (a real subprocess, DEBUG logging on) in
+front of stand-in providers. Every request carries a unique canary string in
+its content (or its credential, or a header); the stand-ins are scripted to fail
+in every way, including quoting the prompt back in their error bodies. The
+test then reads everything the process wrote, and every error body the client
+got, and asserts no PHI canary appears. The same suite shows that a
+content-logging team's canaries do appear, where its policy allows.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx2 as httpx
+import pytest
+
+from gateway.standin import Behavior, StandInServers
+from tests.harness import GatewayProcess, gateway_config, standins_running
+
+PHI_KEY, CONTENT_KEY = "gw-demo-cardiology", "gw-demo-marketing"
+
+
+def canary() -> str:
+    return f"CANARY{uuid.uuid4().hex}"
+
+
+class Run:
+    def __init__(self, gateway: GatewayProcess, standins: StandInServers) -> None:
+        self.gateway = gateway
+        self.standins = standins
+        self.phi: list[str] = []
+        self.content: list[str] = []
+        self.client_bodies: list[str] = []
+
+    def post(
+        self, body: bytes | dict[str, object], *, key: str = PHI_KEY, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        all_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})}
+        response = httpx.post(
+            self.gateway.base_url + "/v1/chat/completions", content=data, headers=all_headers, timeout=20
+        )
+        if response.status_code >= 400:
+            self.client_bodies.append(response.text)
+        return response
+
+
+def chat(text: str, **extra: object) -> dict[str, object]:
+    return {
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": "notes"}, {"role": "user", "content": text}],
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def run() -> Iterator[Run]:
+    with standins_running() as standins:
+        config = gateway_config(standins, timeout_seconds=1.0, log_level="debug")
+        gateway = GatewayProcess(config, env={"GATEWAY_ADMIN_TOKEN": "canary-admin"})
+        with gateway:
+            yield Run(gateway, standins)
+
+
+def _every_phi_path(r: Run) -> None:
+    s = r.standins
+
+    def phi(**kwargs: object) -> str:
+        c = canary()
+        r.phi.append(c)
+        return c
+
+    assert r.post(chat(phi())).status_code == 200
+    stream = r.post(chat(phi(), stream=True, stream_options={"include_usage": True}))
+    assert stream.status_code == 200 and "[DONE]" in stream.text
+    assert r.post(chat(phi(), max_tokens=9000)).status_code == 403  # policy deny (over the cap)
+    assert r.post(chat("x"), headers={"X-Use-Case": phi()}).status_code == 403  # canary as a use case
+    assert r.post({"model": phi(), "messages": [{"role": "user", "content": "x"}]}).status_code == 400  # unknown model
+    assert r.post(b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "' + phi().encode()).status_code == 400
+    assert r.post(chat(phi(), max_tokens=phi())).status_code == 400  # wrong type whose value is PHI
+    assert r.post(chat("x"), key=phi()).status_code == 401  # a credential that is not a key
+    assert r.post(chat("x"), headers={"X-Data-Classification": phi()}).status_code == 400
+    # upstream answers 400 quoting the prompt
+    s["azure-us-east"].script(Behavior(status=400, echo_prompt_in_error=True))
+    assert r.post(chat(phi())).status_code == 400
+    # upstream 500 quoting the prompt on both routes
+    s["azure-us-east"].script(Behavior(status=500, echo_prompt_in_error=True))
+    s["anthropic-us"].script(Behavior(status=500, echo_prompt_in_error=True))
+    assert r.post(chat(phi())).status_code == 503
+    # upstream timeout on both routes
+    s["azure-us-east"].script(Behavior(stall=True))
+    s["anthropic-us"].script(Behavior(stall=True))
+    assert r.post(chat(phi())).status_code == 503
+    # stream cut by the provider mid-way
+    s["azure-us-east"].script(Behavior(stream_cut_after=2, echo_prompt_in_error=True))
+    cut = r.post(chat(phi(), stream=True))
+    assert cut.status_code == 200 and '"upstream_error"' in cut.text
+    # Anthropic-shaped upstream, stream, with the canary in a tool result
+    tool_chat = {
+        "model": "claude-sonnet-4",
+        "stream": True,
+        "messages": [
+            {"role": "user", "content": phi()},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "t1",
+                        "type": "function",
+                        "function": {"name": "lookup", "arguments": json.dumps({"q": phi()})},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "t1", "content": phi()},
+        ],
+    }
+    assert r.post(tool_chat).status_code == 200
+    # the client disconnects mid-stream
+    s["azure-us-east"].script(Behavior(chunk_delay=0.2, text="one two three four five six"))
+    body = json.dumps(chat(phi(), stream=True)).encode()
+    with socket.create_connection(("127.0.0.1", r.gateway.port), timeout=5) as conn:
+        request = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PHI_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        conn.sendall(request)
+        assert b"200 OK" in conn.recv(4096)
+    time.sleep(1.0)
+
+
+def _content_team(r: Run) -> None:
+    logged = canary()
+    r.content.append(logged)
+    assert r.post(chat(logged, model="gpt-4o-mini"), key=CONTENT_KEY).status_code == 200
+    # the same team sending PII or PHI gets metadata-only logs: those canaries are as protected as PHI
+    pii = canary()
+    r.phi.append(pii)
+    assert (
+        r.post(chat(pii, model="gpt-4o-mini"), key=CONTENT_KEY, headers={"X-Data-Classification": "pii"}).status_code
+        == 200
+    )
+    phi = canary()
+    r.phi.append(phi)
+    assert (
+        r.post(chat(phi, model="gpt-4o-mini"), key=CONTENT_KEY, headers={"X-Data-Classification": "phi"}).status_code
+        == 403
+    )
+
+
+def test_no_phi_canary_anywhere_and_content_canaries_where_allowed(run: Run) -> None:
+    _every_phi_path(run)
+    _content_team(run)
+    run.gateway.stop()
+    output = run.gateway.output()
+    records = [json.loads(line) for line in run.gateway.stdout_path.read_text().splitlines() if '"request_id"' in line]
+    assert len(records) >= 18, "every request leaves one record"
+    leaked = [c for c in run.phi if c in output]
+    assert leaked == [], f"{len(leaked)} PHI canaries reached the gateway's output"
+    echoed = [c for c in run.phi for body in run.client_bodies if c in body]
+    assert echoed == [], "an error body echoed request content"
+    assert all(c in output for c in run.content), "the content-logging team's messages should be logged"
+    content_records = [r for r in records if r.get("log_level") == "content"]
+    assert len(content_records) == 1 and content_records[0]["messages"][1]["content"] == run.content[0]
+    metadata = [r for r in records if r["log_level"] == "metadata"]
+    assert all("messages" not in r and "completion" not in r for r in metadata)
+    assert "Traceback" not in output
+    statuses = {r["status"] for r in records}
+    assert 500 not in statuses
