@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint policy-test bundle bundle-check bench clean
+.PHONY: install demo test lint policy-test bundle bundle-check bench bench-proxy clean
 
 install: $(STAMP)
 
@@ -40,7 +40,11 @@ test: install lint policy-test bundle-check
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 bench: install
-	$(PY) bench/decision_latency.py
+	GOGC=400 $(PY) bench/decision_latency.py
 
 clean:
 	rm -rf $(VENV)
+
+bench-proxy: install
+	command -v wrk >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nginx-light)
+	$(PY) bench/proxy_overhead.py

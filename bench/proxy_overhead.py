@@ -1,0 +1,252 @@
+"""Gateway overhead vs. direct upstream vs. a bare proxy, measured in one run.
+
+    make bench-proxy            (or: .venv/bin/python bench/proxy_overhead.py [--seconds 8])
+
+Needs Debian's nginx and wrk (the Makefile target installs them when run as root).
+nginx on 127.0.0.1 returns a fixed chat completion; wrk drives each target at
+1, 16 and 64 connections: nginx directly, a bare Starlette+aiohttp pass-through
+proxy (bench/bare_proxy.py, the floor for this stack), and `gateway serve` with
+policy, metering, logging (to a file) and metrics on. Each server is one process.
+Prints requests/s and latency p50/p99 per target and concurrency, the gateway's
+share of the bare proxy's throughput, and its added p50 latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.policy import bundle  # noqa: E402
+
+COMPLETION = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Fixed answer for the benchmark."},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 22, "completion_tokens": 6, "total_tokens": 28},
+}
+REQUEST = {
+    "model": "gpt-4o",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Summarise the literature on statins in two lines."}],
+}
+KEY = "gw-demo-eu-research"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def start_nginx(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    body = json.dumps(COMPLETION).replace("'", "\\'")
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {work};
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+}}
+"""
+    )
+    proc = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_port(port)
+    return proc, port
+
+
+def bench_bundle(work: Path) -> Path:
+    """The shipped policy with budgets so large that metering never refuses during the benchmark."""
+    rego = work / "rego"
+    shutil.copytree(ROOT / "rego", rego)
+    data = rego / "gateway" / "config" / "data.json"
+    config = json.loads(data.read_text())
+    for team in config["teams"].values():
+        team["tokens_per_minute"] = 10**12
+    data.write_text(json.dumps(config))
+    path = work / "bench.tar.gz"
+    path.write_bytes(bundle.build(rego))
+    return path
+
+
+def start_gateway(work: Path, nginx_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    providers = [
+        {
+            "name": name,
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{nginx_port}/v1",
+            "models": {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini"},
+            "limits": {"tokens_per_minute": 10**12, "requests_per_minute": 10**9},
+        }
+        for name in ("openai-us", "azure-us-east", "azure-eu-west")
+    ]
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "policy": {"bundle": str(bench_bundle(work)), "poll_seconds": 0},
+        "providers": providers,
+        "prices": {"gpt-4o": {"input": 2.5, "output": 10.0}},
+    }
+    (work / "gateway.yaml").write_text(yaml.safe_dump(config))
+    log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(work / "gateway.yaml")],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
+    wait_port(port)
+    return proc, port
+
+
+def start_bare(nginx_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    upstream = f"http://127.0.0.1:{nginx_port}/v1/chat/completions"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "bare_proxy.py"), upstream, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return proc, port
+
+
+def wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": _ms(out, "50%"),
+        "p99": _ms(out, "99%"),
+        "errors": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def _ms(out: str, label: str) -> float:
+    match = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
+    assert match, out
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", default="1,16,64")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    script = work / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(REQUEST))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        nginx, nginx_port = start_nginx(work)
+        procs.append(nginx)
+        bare, bare_port = start_bare(nginx_port)
+        procs.append(bare)
+        gateway, gateway_port = start_gateway(work, nginx_port)
+        procs.append(gateway)
+        targets = {"direct (nginx)": nginx_port, "bare proxy": bare_port, "gateway": gateway_port}
+        for port in targets.values():  # warm up pools, prepared queries, tokenizer
+            wrk(port, 4, 2, script)
+        results: dict[str, dict[int, dict[str, float]]] = {name: {} for name in targets}
+        for connections in [int(c) for c in args.connections.split(",")]:
+            for name, port in targets.items():
+                results[name][connections] = wrk(port, connections, args.seconds, script)
+        _report(results)
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _report(results: dict[str, dict[int, dict[str, float]]]) -> None:
+    print(f"{'target':<16} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for name, by_conn in results.items():
+        for connections, r in by_conn.items():
+            print(f"{name:<16} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f}")
+    print()
+    for connections in results["gateway"]:
+        gw, bare, direct = (results[n][connections] for n in ("gateway", "bare proxy", "direct (nginx)"))
+        print(
+            f"c={connections:<3} gateway/bare req/s = {gw['rps'] / bare['rps']:.0%}   "
+            f"added p50 vs direct: gateway {gw['p50'] - direct['p50']:.3f} ms, "
+            f"bare {bare['p50'] - direct['p50']:.3f} ms   "
+            f"gateway p50 over bare: {gw['p50'] - bare['p50']:.3f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
