@@ -180,11 +180,11 @@ class ChatPipeline:
         attempt = result.attempt
         ctx.provider, ctx.model = attempt.provider.name, attempt.route.model
         ctx.upstream_seconds = result.upstream_seconds
-        await self._settle(ctx, attempt, result.usage)
+        await self._settle(ctx, attempt, result.answer.usage)
         if ctx.decision and ctx.decision.log_level == "content":
-            ctx.completion = _answer_text(result.answer)
+            ctx.completion = _answer_text(result.answer.completion)
         self.record(ctx)
-        return JSONResponse(result.answer, headers=ctx.headers())
+        return Response(result.answer.body, media_type="application/json", headers=ctx.headers())
 
     def _stream(self, result: Streaming, ctx: Context) -> Response:
         attempt = result.attempt

@@ -32,7 +32,7 @@ from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, Route
-from gateway.providers.base import Adapter, BadUpstreamAnswer, StreamTranslator, Usage
+from gateway.providers.base import Adapter, Answer, BadUpstreamAnswer, StreamTranslator
 from gateway.providers.registry import ADAPTERS
 from gateway.providers.sse import SSEParser
 from gateway.settings import ProviderSettings, Settings
@@ -52,8 +52,7 @@ class Attempt:
 @dataclass
 class Completed:
     attempt: Attempt
-    answer: dict[str, Any]
-    usage: Usage
+    answer: Answer
     upstream_seconds: float
 
 
@@ -199,12 +198,12 @@ class Router:
         response = await self._upstream.open(attempt.provider, request, stream=False)
         body = await self._upstream.read_all(response)
         try:
-            answer, usage = attempt.adapter.parse(body, chat)
+            answer = attempt.adapter.parse(body, chat)
         except BadUpstreamAnswer as exc:
             raise AttemptFailed("bad_answer") from exc
         seconds = time.perf_counter() - attempt.upstream_started
         await self._breakers.record(attempt.provider.name, True, probe=attempt.probe)
-        return Completed(attempt, answer, usage, seconds)
+        return Completed(attempt, answer, seconds)
 
     async def _open_stream(self, chat: ChatRequest, attempt: Attempt, max_tokens: int, *, keep_text: bool) -> Streaming:
         upstream_model = attempt.provider.models[attempt.route.model]

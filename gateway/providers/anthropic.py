@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from gateway.chat import ChatRequest, text_of
-from gateway.providers.base import BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, non_negative_int, now
+from gateway.providers.base import Answer, BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, non_negative_int, now
 from gateway.providers.sse import DONE, Event, frame
 from gateway.settings import ProviderSettings
 
@@ -139,7 +139,7 @@ class AnthropicAdapter:
             provider.base_url.rstrip("/") + "/v1/messages", headers, json.dumps(body, separators=(",", ":")).encode()
         )
 
-    def parse(self, body: bytes, request: ChatRequest) -> tuple[dict[str, Any], Usage]:
+    def parse(self, body: bytes, request: ChatRequest) -> Answer:
         try:
             answer = json.loads(body)
         except ValueError as exc:
@@ -181,7 +181,7 @@ class AnthropicAdapter:
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,
             },
         }
-        return completion, usage
+        return Answer(completion, json.dumps(completion, separators=(",", ":")).encode(), usage)
 
     def translator(self, request: ChatRequest, *, keep_text: bool) -> AnthropicStream:
         return AnthropicStream(client_wants_usage=request.include_usage, keep_text=keep_text)

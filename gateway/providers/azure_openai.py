@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from gateway.chat import ChatRequest
-from gateway.providers.base import UpstreamRequest, Usage
+from gateway.providers.base import Answer, UpstreamRequest
 from gateway.providers.openai import OpenAIStream, parse_completion, upstream_body
 from gateway.settings import ProviderSettings
 
@@ -27,7 +26,7 @@ class AzureOpenAIAdapter:
             headers["api-key"] = key
         return UpstreamRequest(url, headers, upstream_body(request, upstream_model, max_tokens, include_model=False))
 
-    def parse(self, body: bytes, request: ChatRequest) -> tuple[dict[str, Any], Usage]:
+    def parse(self, body: bytes, request: ChatRequest) -> Answer:
         return parse_completion(body)
 
     def translator(self, request: ChatRequest, *, keep_text: bool) -> OpenAIStream:

@@ -29,6 +29,15 @@ class Usage:
     reported: bool = True  # False when counted by the gateway (usage missing upstream)
 
 
+@dataclass(slots=True)
+class Answer:
+    """A whole (non-stream) answer: the OpenAI-shaped completion, the bytes to send the client, and usage."""
+
+    completion: dict[str, Any]
+    body: bytes
+    usage: Usage
+
+
 class BadUpstreamAnswer(Exception):
     """The provider's answer does not have the shape its API documents."""
 
@@ -61,7 +70,7 @@ class Adapter(Protocol):
         self, request: ChatRequest, provider: ProviderSettings, upstream_model: str, max_tokens: int
     ) -> UpstreamRequest: ...
 
-    def parse(self, body: bytes, request: ChatRequest) -> tuple[dict[str, Any], Usage]: ...
+    def parse(self, body: bytes, request: ChatRequest) -> Answer: ...
 
     def translator(self, request: ChatRequest, *, keep_text: bool) -> StreamTranslator: ...
 

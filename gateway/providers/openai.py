@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from gateway.chat import ChatRequest
-from gateway.providers.base import BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, non_negative_int
+from gateway.providers.base import Answer, BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, non_negative_int
 from gateway.providers.sse import DONE, Event
 from gateway.settings import ProviderSettings
 
@@ -55,14 +55,15 @@ class OpenAIAdapter:
         url = provider.base_url.rstrip("/") + "/chat/completions"
         return UpstreamRequest(url, headers, upstream_body(request, upstream_model, max_tokens))
 
-    def parse(self, body: bytes, request: ChatRequest) -> tuple[dict[str, Any], Usage]:
+    def parse(self, body: bytes, request: ChatRequest) -> Answer:
         return parse_completion(body)
 
     def translator(self, request: ChatRequest, *, keep_text: bool) -> OpenAIStream:
         return OpenAIStream(client_wants_usage=request.include_usage, keep_text=keep_text)
 
 
-def parse_completion(body: bytes) -> tuple[dict[str, Any], Usage]:
+def parse_completion(body: bytes) -> Answer:
+    """Check the provider's completion and keep its bytes: OpenAI-shaped answers go to the client untouched."""
     try:
         answer = json.loads(body)
     except ValueError as exc:
@@ -72,7 +73,7 @@ def parse_completion(body: bytes) -> tuple[dict[str, Any], Usage]:
     usage = parse_usage(answer.get("usage"))
     if usage is None:
         raise BadUpstreamAnswer("completion has no usable usage")
-    return answer, usage
+    return Answer(answer, body, usage)
 
 
 class OpenAIStream:

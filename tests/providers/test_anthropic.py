@@ -82,9 +82,11 @@ def test_answer_translation_text_tools_usage_and_stop_reason() -> None:
         "stop_reason": "tool_use",
         "usage": {"input_tokens": 10, "cache_read_input_tokens": 5, "output_tokens": 7},
     }
-    completion, usage = ADAPTER.parse(
+    parsed = ADAPTER.parse(
         json.dumps(answer).encode(), from_body({"model": "claude", "messages": [{"role": "user", "content": "x"}]})
     )
+    completion, usage = parsed.completion, parsed.usage
+    assert json.loads(parsed.body) == completion
     choice = completion["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"][0]["function"] == {"name": "f", "arguments": '{"a": 2}'}
