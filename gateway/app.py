@@ -31,6 +31,7 @@ from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import PolicyEngine
 from gateway.routing import Router
 from gateway.settings import Settings
+from gateway.state import redis_client
 
 log = logging.getLogger("gateway.app")
 
@@ -59,12 +60,8 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
             poll_seconds=settings.policy.poll_seconds,
             on_activate=metrics.set_bundle,
         )
-    client = None
-    if settings.state.redis_url:
-        seconds = settings.state.timeout_ms / 1000
-        client = aioredis.from_url(
-            settings.state.redis_url, socket_timeout=seconds, socket_connect_timeout=seconds, retry_on_timeout=False
-        )
+    url = settings.state.redis_url
+    client = redis_client(url, timeout_ms=settings.state.timeout_ms) if url else None
     upstream = Upstream()
     meter = Meter(metrics, redis_client=client)
     breakers: Breakers = LocalBreakers(settings.breaker)

@@ -9,6 +9,7 @@ or an error body that quotes the prompt (as some providers do).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import time
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+
+from gateway.chat import from_body
+from gateway.errors import InvalidRequest
+from gateway.metering.tokens import TokenCounter
 
 Kind = Literal["openai", "azure_openai", "anthropic"]
 STALL_SECONDS = 60.0
@@ -42,6 +47,7 @@ class Received:
     query: dict[str, str]
     headers: dict[str, str]
     body: dict[str, Any]
+    billed: int = 0  # tokens this provider would bill: prompt + completion actually sent
 
 
 @dataclass
@@ -89,7 +95,8 @@ class StandIn:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.received.append(Received(request.path, dict(request.query), dict(request.headers), body))
+        received = Received(request.path, dict(request.query), dict(request.headers), body)
+        self.received.append(received)
         behavior = self.next_behavior()
         if behavior.stall:
             await asyncio.sleep(STALL_SECONDS)  # cancelled as soon as the client gives up
@@ -98,11 +105,13 @@ class StandIn:
         if behavior.status != 200:
             return self._error(behavior, body)
         model = body.get("model") or request.match_info.get("deployment", "deployment")
-        prompt_tokens = _prompt_tokens(body)
+        prompt_tokens = self._prompt_tokens(body)
         words = behavior.text.split(" ")
         usage = behavior.usage_override or {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
         if body.get("stream"):
-            return await self._stream(request, behavior, model, words, usage)
+            received.billed = usage["prompt_tokens"]
+            return await self._stream(request, behavior, model, words, usage, received)
+        received.billed = usage["prompt_tokens"] + usage["completion_tokens"]
         if self.kind == "anthropic":
             answer: dict[str, Any] = {
                 "id": "msg_standin",
@@ -139,8 +148,24 @@ class StandIn:
         }
         return web.json_response(payload, status=behavior.status, headers=headers)
 
+    def _prompt_tokens(self, body: dict[str, Any]) -> int:
+        """OpenAI-shaped stand-ins count prompts as OpenAI does (the gateway's own counter mirrors that);
+        the Anthropic stand-in counts differently, as the real one does."""
+        if self.kind != "anthropic":
+            try:
+                return _counter().prompt_tokens(from_body(body), str(body.get("model") or "gpt-4o"))
+            except InvalidRequest:
+                pass
+        return _prompt_tokens(body)
+
     async def _stream(
-        self, request: web.Request, behavior: Behavior, model: str, words: list[str], usage: dict[str, Any]
+        self,
+        request: web.Request,
+        behavior: Behavior,
+        model: str,
+        words: list[str],
+        usage: dict[str, Any],
+        received: Received,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
@@ -158,10 +183,16 @@ class StandIn:
                 return response
             await response.write(event)
             content_sent += int(is_content)
+            received.billed += int(is_content)
             if behavior.chunk_delay:
                 await asyncio.sleep(behavior.chunk_delay)
         await response.write_eof()
         return response
+
+
+@functools.cache
+def _counter() -> TokenCounter:
+    return TokenCounter()
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:

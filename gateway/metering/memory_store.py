@@ -1,41 +1,56 @@
-"""In-process budgets with the same contract as the Redis store (one process only)."""
+"""In-process budgets with the same contract and arithmetic as the Redis store (one process only)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
-from gateway.metering.store import Budget, Outcome
+from gateway.metering.store import WINDOW_BUCKETS, Budget, Outcome
 
 
 class MemoryStore:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, ts)
+        self._buckets: dict[str, dict[int, int]] = {}
 
-    def _level(self, budget: Budget, now: float) -> float:
-        state = self._buckets.get(budget.key)
-        if state is None:
-            return float(budget.capacity)
-        tokens, ts = state
-        return min(float(budget.capacity), tokens + max(0.0, now - ts) * budget.capacity / 60)
+    def _window(self, key: str, second: int) -> tuple[int, list[tuple[int, int]]]:
+        buckets = self._buckets.setdefault(key, {})
+        for old in [k for k in buckets if k < second - (WINDOW_BUCKETS - 1)]:
+            del buckets[old]
+        return sum(buckets.values()), sorted(buckets.items())
+
+    def _wait(self, buckets: list[tuple[int, int]], excess: int, now: float) -> float:
+        freed = 0
+        for second, tokens in buckets:
+            freed += tokens
+            if freed >= excess:
+                return max(0.0, second + WINDOW_BUCKETS - now)
+        return float(WINDOW_BUCKETS)
 
     async def reserve(self, team: Budget, provider: Budget, amount: int) -> Outcome:
         now = self._clock()
-        team_level, provider_level = self._level(team, now), self._level(provider, now)
-        if amount > team_level:
-            return Outcome("team_short", team_level, provider_level, (amount - team_level) * 60 / team.capacity)
-        if amount > provider_level:
-            return Outcome(
-                "provider_short", team_level, provider_level, (amount - provider_level) * 60 / provider.capacity
-            )
-        self._buckets[team.key] = (team_level - amount, now)
-        self._buckets[provider.key] = (provider_level - amount, now)
-        return Outcome("reserved", team_level - amount, provider_level - amount, 0.0)
+        second = math.floor(now)
+        team_used, team_buckets = self._window(team.key, second)
+        provider_used, provider_buckets = self._window(provider.key, second)
+        team_left, provider_left = team.limit - team_used, provider.limit - provider_used
+        if team_used + amount > team.limit:
+            wait = self._wait(team_buckets, team_used + amount - team.limit, now)
+            return Outcome("team_short", team_left, provider_left, wait, second)
+        if provider_used + amount > provider.limit:
+            wait = self._wait(provider_buckets, provider_used + amount - provider.limit, now)
+            return Outcome("provider_short", team_left, provider_left, wait, second)
+        for key in (team.key, provider.key):
+            bucket = self._buckets[key]
+            bucket[second] = bucket.get(second, 0) + amount
+        return Outcome("reserved", team_left - amount, provider_left - amount, 0.0, second)
 
-    async def settle(self, team: Budget, provider: Budget, delta: int) -> float:
-        now = self._clock()
-        for budget in (team, provider):
-            settled = max(-budget.capacity, min(budget.capacity, self._level(budget, now) + delta))
-            self._buckets[budget.key] = (settled, now)
-        return self._buckets[team.key][0]
+    async def settle(self, team: Budget, provider: Budget, second: int, delta: int) -> float:
+        current = math.floor(self._clock())
+        for key in (team.key, provider.key):
+            buckets = self._buckets.setdefault(key, {})
+            if delta > 0:
+                buckets[current] = buckets.get(current, 0) + delta
+            elif second >= current - (WINDOW_BUCKETS - 1):
+                buckets[second] = max(0, buckets.get(second, 0) + delta)
+        return float(self._window(team.key, current)[0])

@@ -1,7 +1,7 @@
 """Reserve-then-settle token metering over a shared store, with a per-process fallback.
 
 Redis unreachable or slow (timeouts in milliseconds): reservations go to local
-buckets sized to this process's share (capacity / live instances, counted by
+budgets sized to this process's share (limit / live instances, counted by
 heartbeats while Redis was up), `gateway_state_fallback` is 1, and Redis is
 tried again after `retry_seconds`. No request fails because of the store.
 A reservation settles in the store that granted it; a settlement that cannot
@@ -35,6 +35,7 @@ class Reservation:
     team: Budget
     provider: Budget
     amount: int
+    second: int
     store: BudgetStore
     team_remaining: float
     settled: bool = False
@@ -87,18 +88,19 @@ class Meter:
         if outcome.status != "reserved":
             self._metrics.rate_limited.labels(scope="team" if outcome.status == "team_short" else "provider").inc()
             return outcome
-        return Reservation(team_b, provider_b, amount, store, outcome.team_level)
+        return Reservation(team_b, provider_b, amount, outcome.second, store, outcome.team_remaining)
 
     async def settle(self, reservation: Reservation, used: int) -> None:
-        """Apply provider-reported (or counted) usage. Used is clamped at 0: a refund never exceeds the reservation."""
+        """Apply reported (or counted) usage; used is clamped at 0, so a refund never exceeds the reservation."""
         if reservation.settled:
             return
         reservation.settled = True
-        delta = reservation.amount - max(0, used)
+        delta = max(0, used) - reservation.amount
         if delta == 0:
             return
         try:
-            reservation.team_remaining = await reservation.store.settle(reservation.team, reservation.provider, delta)
+            used_now = await reservation.store.settle(reservation.team, reservation.provider, reservation.second, delta)
+            reservation.team_remaining = reservation.team.limit - used_now
         except STORE_ERRORS as exc:
             self._mark_down(exc)
             self._metrics.settle_failures.inc()
@@ -118,7 +120,7 @@ class Meter:
         )
 
     def _share(self, budget: Budget) -> Budget:
-        return Budget(budget.key, max(1, budget.capacity // max(1, self._instances)))
+        return Budget(budget.key, max(1, budget.limit // max(1, self._instances)))
 
     def _mark_down(self, exc: BaseException) -> None:
         if not self.in_fallback:

@@ -1,8 +1,9 @@
 """Budgets in Redis, changed only by the Lua scripts in lua/ (atomic, one round trip each).
 
-Keys: `gw:{meter}:<budget key>`. Every metering key carries the same hash tag
-`{meter}` so the two-bucket reserve runs in one slot on Redis Cluster; the
-keys are few and tiny, so one slot is no hot spot.
+Keys: `gw:{meter}:<budget key>`, each a hash of second -> tokens. Every
+metering key carries the same hash tag `{meter}` so the two-budget reserve
+runs in one slot on Redis Cluster; the keys are few and small (at most 62
+fields), so one slot is no hot spot.
 """
 
 from __future__ import annotations
@@ -17,23 +18,28 @@ from gateway.metering.store import STATUS, Budget, Outcome
 PREFIX = "gw:{meter}:"
 
 
-def _script(name: str) -> str:
+def script(name: str) -> str:
     return resources.files("gateway.metering").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
 
 
 class RedisStore:
     def __init__(self, client: aioredis.Redis) -> None:
-        self._client = client
-        self._reserve: Any = client.register_script(_script("reserve"))
-        self._settle: Any = client.register_script(_script("settle"))
+        self._reserve: Any = client.register_script(script("reserve"))
+        self._settle: Any = client.register_script(script("settle"))
 
     async def reserve(self, team: Budget, provider: Budget, amount: int) -> Outcome:
         keys = [PREFIX + team.key, PREFIX + provider.key]
-        status, team_level, provider_level, retry_after = await self._reserve(
-            keys=keys, args=[team.capacity, provider.capacity, amount]
+        status, team_left, provider_left, retry_after, second = await self._reserve(
+            keys=keys, args=[team.limit, provider.limit, amount]
         )
-        return Outcome(STATUS[int(status)], float(team_level), float(provider_level), float(retry_after))  # type: ignore[arg-type]
+        return Outcome(
+            STATUS[int(status)],  # type: ignore[arg-type]
+            float(team_left),
+            float(provider_left),
+            float(retry_after),
+            int(second),
+        )
 
-    async def settle(self, team: Budget, provider: Budget, delta: int) -> float:
+    async def settle(self, team: Budget, provider: Budget, second: int, delta: int) -> float:
         keys = [PREFIX + team.key, PREFIX + provider.key]
-        return float(await self._settle(keys=keys, args=[team.capacity, provider.capacity, delta]))
+        return float(await self._settle(keys=keys, args=[second, delta]))

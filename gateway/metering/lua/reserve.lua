@@ -1,43 +1,68 @@
--- Reserve tokens in a team bucket and a provider bucket, both or neither.
+-- Reserve tokens in a team budget and a provider budget, both or neither.
 --
--- KEYS[1]  team bucket     (hash: tokens, ts)
--- KEYS[2]  provider bucket (hash: tokens, ts)
--- ARGV[1]  team capacity (tokens per minute)
--- ARGV[2]  provider capacity (tokens per minute)
+-- KEYS[1]  team budget     (hash: second -> tokens reserved in that second)
+-- KEYS[2]  provider budget (same shape)
+-- ARGV[1]  team limit (tokens per minute)
+-- ARGV[2]  provider limit (tokens per minute)
 -- ARGV[3]  tokens to reserve
 --
--- Token bucket: capacity = one minute's budget, refilled continuously at
--- capacity/60 per second (Redis server time, so every instance agrees).
--- Returns {status, team_level, provider_level, retry_after} as strings:
--- status 0 reserved, 1 team short, 2 provider short. retry_after is the
--- seconds until the short bucket holds the amount.
+-- Sliding window of one-second buckets on Redis server time (so every
+-- instance agrees). A reservation in second b is admitted when the buckets
+-- b-60 .. b plus the amount stay within the limit: any 60-second interval
+-- then holds at most the limit (61 buckets cover every such interval).
+-- Returns {status, team_remaining, provider_remaining, retry_after, second}
+-- as strings; status 0 reserved, 1 team short, 2 provider short; retry_after
+-- is the seconds until enough old buckets leave the window.
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local second = math.floor(now)
+local oldest = second - 60
 
-local function level(key, capacity)
-  local state = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens, ts = tonumber(state[1]), tonumber(state[2])
-  if tokens == nil or ts == nil then
-    return capacity
+local function window(key)
+  local flat = redis.call('HGETALL', key)
+  local buckets, total, stale = {}, 0, {}
+  for i = 1, #flat, 2 do
+    local k, v = tonumber(flat[i]), tonumber(flat[i + 1])
+    if k < oldest then
+      stale[#stale + 1] = flat[i]
+    else
+      buckets[#buckets + 1] = {k, v}
+      total = total + v
+    end
   end
-  return math.min(capacity, tokens + math.max(0, now - ts) * capacity / 60)
+  if #stale > 0 then
+    redis.call('HDEL', key, unpack(stale))
+  end
+  table.sort(buckets, function(a, b) return a[1] < b[1] end)
+  return total, buckets
 end
 
-local team_capacity, provider_capacity, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local team = level(KEYS[1], team_capacity)
-local provider = level(KEYS[2], provider_capacity)
-
-if amount > team then
-  return {'1', tostring(team), tostring(provider), tostring((amount - team) * 60 / team_capacity)}
+local function wait_for(buckets, excess)
+  local freed = 0
+  for _, bucket in ipairs(buckets) do
+    freed = freed + bucket[2]
+    if freed >= excess then
+      return math.max(0, bucket[1] + 61 - now)
+    end
+  end
+  return 61
 end
-if amount > provider then
-  return {'2', tostring(team), tostring(provider), tostring((amount - provider) * 60 / provider_capacity)}
+
+local team_limit, provider_limit, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local team_used, team_buckets = window(KEYS[1])
+local provider_used, provider_buckets = window(KEYS[2])
+
+if team_used + amount > team_limit then
+  return {'1', tostring(team_limit - team_used), tostring(provider_limit - provider_used),
+          tostring(wait_for(team_buckets, team_used + amount - team_limit)), tostring(second)}
+end
+if provider_used + amount > provider_limit then
+  return {'2', tostring(team_limit - team_used), tostring(provider_limit - provider_used),
+          tostring(wait_for(provider_buckets, provider_used + amount - provider_limit)), tostring(second)}
 end
 
-team = team - amount
-provider = provider - amount
-redis.call('HSET', KEYS[1], 'tokens', tostring(team), 'ts', tostring(now))
-redis.call('HSET', KEYS[2], 'tokens', tostring(provider), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], 180)
-redis.call('EXPIRE', KEYS[2], 180)
-return {'0', tostring(team), tostring(provider), '0'}
+redis.call('HINCRBY', KEYS[1], second, amount)
+redis.call('HINCRBY', KEYS[2], second, amount)
+redis.call('EXPIRE', KEYS[1], 120)
+redis.call('EXPIRE', KEYS[2], 120)
+return {'0', tostring(team_limit - team_used - amount), tostring(provider_limit - provider_used - amount), '0', tostring(second)}

@@ -1,29 +1,35 @@
 -- Settle a reservation: give back what was not used, or charge what was used beyond it.
 --
--- KEYS[1]  team bucket     (hash: tokens, ts)
--- KEYS[2]  provider bucket (hash: tokens, ts)
--- ARGV[1]  team capacity (tokens per minute)
--- ARGV[2]  provider capacity (tokens per minute)
--- ARGV[3]  delta: reserved - used. Positive refunds (never above capacity),
---          negative records debt (never below -capacity: one minute of debt at most).
--- Returns the team level after settling, as a string.
+-- KEYS[1]  team budget     (hash: second -> tokens)
+-- KEYS[2]  provider budget (same shape)
+-- ARGV[1]  the second the reservation was made in
+-- ARGV[2]  delta = used - reserved. Negative refunds into the reservation's
+--          own bucket (never below zero, and only while that bucket is still
+--          in the window); positive is charged to the current second, so
+--          debt always counts against the next minute.
+-- Returns the team's tokens used in the window after settling, as a string.
 local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local second = tonumber(now_parts[1])
+local reserved_in, delta = tonumber(ARGV[1]), tonumber(ARGV[2])
 
-local function settle(key, capacity, delta)
-  local state = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens, ts = tonumber(state[1]), tonumber(state[2])
-  local current = capacity
-  if tokens ~= nil and ts ~= nil then
-    current = math.min(capacity, tokens + math.max(0, now - ts) * capacity / 60)
+local function apply(key)
+  if delta > 0 then
+    redis.call('HINCRBY', key, second, delta)
+  elseif reserved_in >= second - 60 then
+    local current = tonumber(redis.call('HGET', key, reserved_in) or '0')
+    local refunded = math.max(0, current + delta)
+    redis.call('HSET', key, reserved_in, refunded)
   end
-  local settled = math.max(-capacity, math.min(capacity, current + delta))
-  redis.call('HSET', key, 'tokens', tostring(settled), 'ts', tostring(now))
-  redis.call('EXPIRE', key, 180)
-  return settled
+  redis.call('EXPIRE', key, 120)
 end
 
-local delta = tonumber(ARGV[3])
-local team = settle(KEYS[1], tonumber(ARGV[1]), delta)
-settle(KEYS[2], tonumber(ARGV[2]), delta)
-return tostring(team)
+apply(KEYS[1])
+apply(KEYS[2])
+local total = 0
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  if tonumber(flat[i]) >= second - 60 then
+    total = total + tonumber(flat[i + 1])
+  end
+end
+return tostring(total)

@@ -1,0 +1,70 @@
+"""Redis stopped and restarted under the meter: local budgets sized to this instance's share, then back to shared."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gateway.metering.meter import Meter, Reservation
+from gateway.metering.redis_store import PREFIX
+from gateway.metering.store import Budget
+from gateway.observe.metrics import Metrics
+from gateway.state import redis_client
+from tests.harness import RedisServer
+
+TEAM, PROVIDER = Budget("team:t", 9000), Budget("provider:p", 90000)
+
+
+def _gauge(metrics: Metrics) -> float:
+    value = metrics.registry.get_sample_value("gateway_state_fallback")
+    return -1.0 if value is None else value
+
+
+def test_fallback_to_local_share_and_back() -> None:
+    async def scenario() -> None:
+        server = RedisServer().start()
+        client = redis_client(server.url, timeout_ms=50)
+        metrics = Metrics()
+        meter = Meter(metrics, redis_client=client, retry_seconds=0.3)
+        try:
+            # two other instances are alive: this one's share is a third
+            await client.zadd(PREFIX + "instances", {"other-a": time.time(), "other-b": time.time()})
+            await meter.start()
+            shared = await meter.reserve(TEAM, PROVIDER, 100)
+            assert isinstance(shared, Reservation) and meter.mode == "redis" and _gauge(metrics) == 0
+
+            server.stop()
+            local = await meter.reserve(TEAM, PROVIDER, 100)
+            assert isinstance(local, Reservation), "no request fails because Redis is down"
+            assert meter.mode == "fallback" and _gauge(metrics) == 1
+            assert local.team.limit == 3000  # 9000 / 3 live instances
+            assert not isinstance(await meter.reserve(TEAM, PROVIDER, 2901), Reservation)
+            await meter.settle(shared, 50)  # the Redis reservation cannot settle now: counted, not raised
+            assert metrics.registry.get_sample_value("gateway_settle_failures_total") == 1
+
+            server.start()
+            await asyncio.sleep(0.4)
+            back = await meter.reserve(TEAM, PROVIDER, 100)
+            assert isinstance(back, Reservation) and meter.mode == "redis" and _gauge(metrics) == 0
+            assert back.team.limit == 9000
+        finally:
+            await meter.close()
+            await client.aclose()
+            server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_redis_that_never_answered_starts_in_fallback() -> None:
+    async def scenario() -> None:
+        client = redis_client("redis://127.0.0.1:1/0", timeout_ms=50)
+        meter = Meter(Metrics(), redis_client=client)
+        await meter.start()
+        started = time.perf_counter()
+        outcome = await meter.reserve(TEAM, PROVIDER, 10)
+        assert isinstance(outcome, Reservation) and meter.mode == "fallback"
+        assert time.perf_counter() - started < 0.5  # milliseconds, not seconds
+        await meter.close()
+        await client.aclose()
+
+    asyncio.run(scenario())
