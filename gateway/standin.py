@@ -39,6 +39,7 @@ class Behavior:
     text: str = "Stand-in answer: all good."
     chunk_delay: float = 0.0  # seconds between stream events
     usage_override: dict[str, Any] | None = None  # report this usage instead (e.g. absurd values)
+    prompt_scale: float = 1.0  # non-stream answers bill this multiple of the counted prompt (estimate errors)
 
 
 @dataclass
@@ -111,6 +112,8 @@ class StandIn:
         if body.get("stream"):
             received.billed = usage["prompt_tokens"]
             return await self._stream(request, behavior, model, words, usage, received)
+        if behavior.prompt_scale != 1.0 and behavior.usage_override is None:
+            usage = {**usage, "prompt_tokens": round(usage["prompt_tokens"] * behavior.prompt_scale)}
         received.billed = usage["prompt_tokens"] + usage["completion_tokens"]
         if self.kind == "anthropic":
             answer: dict[str, Any] = {
@@ -153,7 +156,8 @@ class StandIn:
         the Anthropic stand-in counts differently, as the real one does."""
         if self.kind != "anthropic":
             try:
-                return _counter().prompt_tokens(from_body(body), str(body.get("model") or "gpt-4o"))
+                model = str(body.get("model") or "gpt-4o")  # Azure bodies name no model: the deployment does
+                return _counter().prompt_tokens(from_body({**body, "model": model}), model)
             except InvalidRequest:
                 pass
         return _prompt_tokens(body)
