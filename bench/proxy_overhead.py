@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.policy import bundle  # noqa: E402
+from tests.harness import RedisServer  # noqa: E402
 
 COMPLETION = {
     "id": "chatcmpl-bench",
@@ -116,7 +118,7 @@ def bench_bundle(work: Path) -> Path:
     return path
 
 
-def start_gateway(work: Path, nginx_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_gateway(work: Path, nginx_port: int, redis_url: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     providers = [
         {
@@ -134,6 +136,8 @@ def start_gateway(work: Path, nginx_port: int) -> tuple[subprocess.Popen[bytes],
         "providers": providers,
         "prices": {"gpt-4o": {"input": 2.5, "output": 10.0}},
     }
+    if redis_url:
+        config["state"] = {"redis_url": redis_url, "timeout_ms": 200}
     (work / "gateway.yaml").write_text(yaml.safe_dump(config))
     log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
@@ -197,6 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", default="1,16,64")
+    parser.add_argument("--redis", action="store_true", help="gateway state in a local redis-server (shared budgets)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     script = work / "post.lua"
@@ -207,12 +212,18 @@ def main() -> None:
         f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
     )
     procs: list[subprocess.Popen[bytes]] = []
+    cleanup: list[Callable[[], None]] = []
     try:
         nginx, nginx_port = start_nginx(work)
         procs.append(nginx)
         bare, bare_port = start_bare(nginx_port)
         procs.append(bare)
-        gateway, gateway_port = start_gateway(work, nginx_port)
+        redis_url = None
+        if args.redis:
+            redis = RedisServer().start()
+            cleanup.append(redis.stop)
+            redis_url = redis.url
+        gateway, gateway_port = start_gateway(work, nginx_port, redis_url)
         procs.append(gateway)
         targets = {"direct (nginx)": nginx_port, "bare proxy": bare_port, "gateway": gateway_port}
         for port in targets.values():  # warm up pools, prepared queries, tokenizer
@@ -229,6 +240,8 @@ def main() -> None:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for stop in cleanup:
+            stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,7 +8,6 @@ Each stage either passes on or raises a GatewayError, rendered once in
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -36,7 +35,7 @@ from gateway.metering.meter import Meter
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, PolicyEngine
-from gateway.providers.base import BadUpstreamAnswer, Usage
+from gateway.providers.base import BadUpstreamAnswer, Usage, answer_text
 from gateway.providers.sse import frame
 from gateway.routing import Completed, Router, Streaming, Walk
 from gateway.settings import Settings
@@ -76,7 +75,9 @@ class Context:
             headers["X-Gateway-Policy-Revision"] = d.policy_revision
             if d.allow:
                 headers["X-RateLimit-Limit-Tokens"] = str(d.tokens_per_minute)
-                remaining = d.tokens_per_minute if self.team_remaining is None else self.team_remaining
+                remaining = next(
+                    (r for r in (self.team_remaining, self.walk.team_remaining) if r is not None), d.tokens_per_minute
+                )
                 headers["X-RateLimit-Remaining-Tokens"] = str(max(0, math.floor(remaining)))
         if self.provider:
             headers["X-Gateway-Provider"] = self.provider
@@ -180,9 +181,10 @@ class ChatPipeline:
         attempt = result.attempt
         ctx.provider, ctx.model = attempt.provider.name, attempt.route.model
         ctx.upstream_seconds = result.upstream_seconds
+        assert result.answer.usage is not None  # the router fills in a counted usage when the provider's is unusable
         await self._settle(ctx, attempt, result.answer.usage)
         if ctx.decision and ctx.decision.log_level == "content":
-            ctx.completion = _answer_text(result.answer.completion)
+            ctx.completion = answer_text(result.answer.completion)
         self.record(ctx)
         return Response(result.answer.body, media_type="application/json", headers=ctx.headers())
 
@@ -316,11 +318,3 @@ def _context_headers(request: Request) -> tuple[str | None, str | None]:
         if classification not in CLASSIFICATIONS:
             raise InvalidRequest("X-Data-Classification must be phi, pii or none")
     return use_case, classification
-
-
-def _answer_text(answer: dict[str, Any]) -> str | None:
-    try:
-        content = answer["choices"][0]["message"].get("content")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return None
-    return content if isinstance(content, str) else json.dumps(content) if content is not None else None

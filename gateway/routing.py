@@ -32,7 +32,7 @@ from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, Route
-from gateway.providers.base import Adapter, Answer, BadUpstreamAnswer, StreamTranslator
+from gateway.providers.base import Adapter, Answer, BadUpstreamAnswer, StreamTranslator, Usage, answer_text
 from gateway.providers.registry import ADAPTERS
 from gateway.providers.sse import SSEParser
 from gateway.settings import ProviderSettings, Settings
@@ -74,6 +74,7 @@ class Walk:
     failures: list[AttemptFailed] = field(default_factory=list)
     retry_after: float | None = None
     last_provider: str = ""
+    team_remaining: float | None = None  # as the store last reported it, for X-RateLimit-Remaining-Tokens
 
     def wait_hint(self, seconds: float | None) -> None:
         if seconds is not None and seconds >= 0:
@@ -128,6 +129,7 @@ class Router:
             team_budget = Budget(f"team:{decision.team}", decision.tokens_per_minute)
             provider_budget = Budget(f"provider:{provider.name}", provider.limits.tokens_per_minute)
             reserved = await self._meter.reserve(team_budget, provider_budget, amount)
+            walk.team_remaining = reserved.team_remaining
             if not isinstance(reserved, Reservation):
                 if reserved.status == "team_short":
                     raise RateLimited(
@@ -201,6 +203,10 @@ class Router:
             answer = attempt.adapter.parse(body, chat)
         except BadUpstreamAnswer as exc:
             raise AttemptFailed("bad_answer") from exc
+        if answer.usage is None:  # missing or absurd usage: account with our own count, never trust it blindly
+            text = answer_text(answer.completion) or ""
+            completion_tokens = self._counter.count_text(text, attempt.route.model)
+            answer.usage = Usage(attempt.prompt_estimate, completion_tokens, reported=False)
         seconds = time.perf_counter() - attempt.upstream_started
         await self._breakers.record(attempt.provider.name, True, probe=attempt.probe)
         return Completed(attempt, answer, seconds)

@@ -95,7 +95,9 @@ class Meter:
         if reservation.settled:
             return
         reservation.settled = True
-        delta = max(0, used) - reservation.amount
+        # Debt from one settlement is capped at a minute of the team's budget: a provider's absurd count
+        # cannot lock a team out for longer than that; refunds never exceed the reservation.
+        delta = min(max(0, used) - reservation.amount, reservation.team.limit)
         if delta == 0:
             return
         try:

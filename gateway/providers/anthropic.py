@@ -147,8 +147,6 @@ class AnthropicAdapter:
         if not isinstance(answer, dict) or not isinstance(answer.get("content"), list):
             raise BadUpstreamAnswer("message has no content")
         usage = _usage(answer.get("usage"), None)
-        if usage is None:
-            raise BadUpstreamAnswer("message has no usable usage")
         text = "".join(b.get("text", "") for b in answer["content"] if isinstance(b, dict) and b.get("type") == "text")
         calls = [
             {
@@ -175,16 +173,19 @@ class AnthropicAdapter:
                     "logprobs": None,
                 }
             ],
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            },
+            "usage": _usage_json(usage),
         }
         return Answer(completion, json.dumps(completion, separators=(",", ":")).encode(), usage)
 
     def translator(self, request: ChatRequest, *, keep_text: bool) -> AnthropicStream:
         return AnthropicStream(client_wants_usage=request.include_usage, keep_text=keep_text)
+
+
+def _usage_json(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    total = usage.prompt_tokens + usage.completion_tokens
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": total}
 
 
 def _usage(raw: Any, previous_prompt: int | None) -> Usage | None:

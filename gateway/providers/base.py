@@ -35,7 +35,7 @@ class Answer:
 
     completion: dict[str, Any]
     body: bytes
-    usage: Usage
+    usage: Usage | None  # None when the provider's usage is missing or absurd: the gateway counts instead
 
 
 class BadUpstreamAnswer(Exception):
@@ -84,3 +84,12 @@ def non_negative_int(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 10_000_000:
         return None
     return value
+
+
+def answer_text(completion: dict[str, Any]) -> str | None:
+    """The first choice's text of an OpenAI-shaped completion (for logging at `content` level and counting)."""
+    try:
+        content = completion["choices"][0]["message"].get("content")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return content if isinstance(content, str) else None

@@ -70,10 +70,7 @@ def parse_completion(body: bytes) -> Answer:
         raise BadUpstreamAnswer("completion is not JSON") from exc
     if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
         raise BadUpstreamAnswer("completion has no choices")
-    usage = parse_usage(answer.get("usage"))
-    if usage is None:
-        raise BadUpstreamAnswer("completion has no usable usage")
-    return Answer(answer, body, usage)
+    return Answer(answer, body, parse_usage(answer.get("usage")))
 
 
 class OpenAIStream:

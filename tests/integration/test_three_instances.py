@@ -78,7 +78,7 @@ def _bundle(work: Path) -> Path:
 
 def _config(standins: StandInServers, redis: RedisServer, work: Path) -> dict[str, object]:
     config = gateway_config(standins, state={"redis_url": redis.url, "timeout_ms": 200})
-    providers = [p for p in config["providers"] if p["name"] in ("azure-eu-west", "azure-us-east")]  # type: ignore[attr-defined, index]
+    providers = [p for p in config["providers"] if p["name"] in ("azure-eu-west", "azure-us-east")]
     for p in providers:
         if p["name"] == "azure-eu-west":
             p["limits"] = {"tokens_per_minute": PROVIDER_LIMIT, "requests_per_minute": 100_000}
@@ -170,7 +170,7 @@ async def _settled_tokens(base: str) -> float:
 
 
 def _windows(items: list[tuple[float, int]], start: float, end: float) -> list[float]:
-    totals = []
+    totals: list[float] = []
     w = start
     while w + 60 <= end:
         totals.append(sum(tokens for at, tokens in items if w <= at < w + 60))

@@ -86,6 +86,7 @@ def test_answer_translation_text_tools_usage_and_stop_reason() -> None:
         json.dumps(answer).encode(), from_body({"model": "claude", "messages": [{"role": "user", "content": "x"}]})
     )
     completion, usage = parsed.completion, parsed.usage
+    assert usage is not None
     assert json.loads(parsed.body) == completion
     choice = completion["choices"][0]
     assert choice["finish_reason"] == "tool_calls"

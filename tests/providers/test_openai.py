@@ -47,10 +47,15 @@ def test_o_series_gets_max_completion_tokens() -> None:
         {"prompt_tokens": 10**12, "completion_tokens": 1},
     ],
 )
-def test_missing_or_absurd_usage_is_a_bad_answer(usage: object) -> None:
+def test_missing_or_absurd_usage_is_not_trusted(usage: object) -> None:
     answer = {"choices": [{"message": {"content": "x"}}], "usage": usage}
+    assert parse_completion(json.dumps(answer).encode()).usage is None  # the router counts instead
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"no": "choices"}'])
+def test_malformed_completion_is_a_bad_answer(body: bytes) -> None:
     with pytest.raises(BadUpstreamAnswer):
-        parse_completion(json.dumps(answer).encode())
+        parse_completion(body)
 
 
 def test_stream_passes_events_untouched_and_drops_unrequested_usage_chunk() -> None:
