@@ -19,8 +19,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import authn
-from gateway.breaker import Breakers, LocalBreakers
-from gateway.cooldown import Cooldowns, LocalCooldowns
 from gateway.errors import GatewayError, NotFound, PolicyDenied, Unauthenticated
 from gateway.forward import Upstream
 from gateway.metering.meter import Meter
@@ -29,6 +27,9 @@ from gateway.observe.metrics import Metrics
 from gateway.pipeline import ChatPipeline, Context
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import PolicyEngine
+from gateway.resilience.breakers import Breakers, LocalBreakers
+from gateway.resilience.queue import CooldownQueue
+from gateway.resilience.shared import SharedBreakers
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.state import redis_client
@@ -44,7 +45,6 @@ class Components:
     upstream: Upstream
     meter: Meter
     breakers: Breakers
-    cooldowns: Cooldowns
     router: Router
     pipeline: ChatPipeline
     redis: aioredis.Redis | None
@@ -64,11 +64,16 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     client = redis_client(url, timeout_ms=settings.state.timeout_ms) if url else None
     upstream = Upstream()
     meter = Meter(metrics, redis_client=client)
-    breakers: Breakers = LocalBreakers(settings.breaker)
-    cooldowns: Cooldowns = LocalCooldowns()
-    router = Router(settings, upstream, meter, breakers, cooldowns, TokenCounter(), metrics)
+    probe_ttl = max((p.timeout_seconds for p in settings.providers), default=60.0) + 5
+    breakers: Breakers = (
+        SharedBreakers(client, settings.breaker, metrics, probe_ttl=probe_ttl)
+        if client is not None
+        else LocalBreakers(settings.breaker, probe_ttl=probe_ttl)
+    )
+    queue = CooldownQueue(settings.queue.max_depth, metrics)
+    router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
     pipeline = ChatPipeline(settings, policy, router, meter, metrics)
-    return Components(settings, metrics, policy, upstream, meter, breakers, cooldowns, router, pipeline, client)
+    return Components(settings, metrics, policy, upstream, meter, breakers, router, pipeline, client)
 
 
 def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Starlette:
@@ -147,9 +152,13 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
         if c.policy.revision:
             c.metrics.set_bundle(c.policy.revision)
         await c.meter.start()
+        if isinstance(c.breakers, SharedBreakers):
+            await c.breakers.start()
         try:
             yield
         finally:
+            if isinstance(c.breakers, SharedBreakers):
+                await c.breakers.close()
             await c.meter.close()
             await c.policy.close()
             await c.upstream.close()

@@ -37,6 +37,7 @@ from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, PolicyEngine
 from gateway.providers.base import BadUpstreamAnswer, Usage, answer_text
 from gateway.providers.sse import frame
+from gateway.resilience.queue import ClientGone, ClientLeft
 from gateway.routing import Completed, Router, Streaming, Walk
 from gateway.settings import Settings
 
@@ -111,11 +112,16 @@ class ChatPipeline:
             max_tokens = parsed.max_tokens or decision.max_tokens
             if decision.log_level == "content":
                 ctx.messages = parsed.messages
+            keep_text = decision.log_level == "content"
             result = await self._router.run(
-                parsed, decision, max_tokens, ctx.walk, keep_text=decision.log_level == "content"
+                parsed, decision, max_tokens, ctx.walk, keep_text=keep_text, client_gone=_disconnected(request)
             )
         except GatewayError as exc:
             return self.respond_error(exc, ctx)
+        except ClientLeft:
+            ctx.status, ctx.error_code = 499, "client_disconnected"
+            self.record(ctx)
+            return Response(status_code=499)  # nobody is listening; the record says what happened
         if isinstance(result, Completed):
             return await self._complete(result, ctx)
         return self._stream(result, ctx)
@@ -318,3 +324,13 @@ def _context_headers(request: Request) -> tuple[str | None, str | None]:
         if classification not in CLASSIFICATIONS:
             raise InvalidRequest("X-Data-Classification must be phi, pii or none")
     return use_case, classification
+
+
+def _disconnected(request: Request) -> ClientGone:
+    """Resolves when the client goes away (the body is already read, so the next message is the disconnect)."""
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return gone

@@ -1,12 +1,23 @@
 """Walk the policy's routes in order until one answers.
 
-For each route the decision listed (and only those, so PHI and residency hold
-during failover): skip it when the provider is not configured or does not map
-the model, when its breaker does not admit traffic, when it is cooling down
-after a 429, or when its org budget has no room; otherwise reserve tokens in
-the team and provider budgets together and send. A failure before the first
-byte reaches the client releases the reservation and moves on. A team budget
-that is short is the team's answer (429) whatever the route.
+Only routes the decision listed are ever tried, so PHI and residency hold
+during failover. For each route:
+
+1. skip it when the provider is not configured or does not map the model;
+2. ask its breaker (cached, usually no round trip): open -> next route;
+   cooling down after a 429 -> wait in the provider's FIFO queue when the wait
+   fits what is left of `queue.max_wait_seconds` (then try it again), else next route;
+3. reserve tokens in the team and provider budgets together: team short -> 429
+   for the whole request; provider short -> next route;
+4. take the breaker's admission (a half-open provider hands out a limited
+   number of probe permits across instances) and send.
+
+A failure before the first byte reaches the client releases the reservation,
+feeds the breaker, and moves on: a 429 starts the provider's shared cool-down
+and, when the wait fits, queues for the same route; other failures go to the
+next route. Attempts per request are bounded (`queue.max_attempts`). Nothing
+left: 503 no_route_available with Retry-After, or the single route's own
+502/504 when the policy allowed only one.
 
 Non-stream attempts read and parse the whole answer before returning. Stream
 attempts read until the first frame for the client is ready, so a stream that
@@ -22,9 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.breaker import Breakers
 from gateway.chat import ChatRequest
-from gateway.cooldown import Cooldowns
 from gateway.errors import InvalidRequest, NoRouteAvailable, RateLimited, UpstreamError, UpstreamTimeout
 from gateway.forward import AttemptFailed, Upstream
 from gateway.metering.meter import Meter, Reservation
@@ -35,6 +44,8 @@ from gateway.policy.engine import Decision, Route
 from gateway.providers.base import Adapter, Answer, BadUpstreamAnswer, StreamTranslator, Usage, answer_text
 from gateway.providers.registry import ADAPTERS
 from gateway.providers.sse import SSEParser
+from gateway.resilience.breakers import Breakers
+from gateway.resilience.queue import ClientGone, CooldownQueue
 from gateway.settings import ProviderSettings, Settings
 
 
@@ -75,6 +86,7 @@ class Walk:
     retry_after: float | None = None
     last_provider: str = ""
     team_remaining: float | None = None  # as the store last reported it, for X-RateLimit-Remaining-Tokens
+    waited: float = 0.0  # seconds spent in cool-down queues
 
     def wait_hint(self, seconds: float | None) -> None:
         if seconds is not None and seconds >= 0:
@@ -88,7 +100,7 @@ class Router:
         upstream: Upstream,
         meter: Meter,
         breakers: Breakers,
-        cooldowns: Cooldowns,
+        queue: CooldownQueue,
         counter: TokenCounter,
         metrics: Metrics,
     ) -> None:
@@ -96,82 +108,117 @@ class Router:
         self._upstream = upstream
         self._meter = meter
         self._breakers = breakers
-        self._cooldowns = cooldowns
+        self._queue = queue
         self._counter = counter
         self._metrics = metrics
         self._providers = {p.name: p for p in settings.providers}
 
+    async def estimate(self, chat: ChatRequest) -> int:
+        """Prompt tokens of the request for the model it names (the policy input's prompt_tokens)."""
+        return await self._counter.prompt_tokens_async(chat, chat.model)
+
     async def run(
-        self, chat: ChatRequest, decision: Decision, max_tokens: int, walk: Walk, *, keep_text: bool
+        self,
+        chat: ChatRequest,
+        decision: Decision,
+        max_tokens: int,
+        walk: Walk,
+        *,
+        keep_text: bool,
+        client_gone: ClientGone | None = None,
     ) -> Completed | Streaming:
         estimates: dict[str, int] = {}
-        previous: str | None = None
+        previous: tuple[str, str] | None = None  # (provider, why we left it)
         for route in decision.routes:
             provider = self._providers.get(route.provider)
             if provider is None or route.model not in provider.models:
                 continue
-            if await self._cooldowns.remaining(provider.name) > 0:
-                walk.wait_hint(await self._cooldowns.remaining(provider.name))
-                continue
-            if await self._breakers.state(provider.name) == "open":
-                walk.wait_hint(self._settings.breaker.open_seconds)
-                continue
-            prompt = estimates.get(route.model)
-            if prompt is None:
-                prompt = estimates[route.model] = await self._counter.prompt_tokens_async(chat, route.model)
-            amount = prompt + max_tokens
-            if amount > decision.tokens_per_minute:
-                raise InvalidRequest(
-                    f"this request needs about {amount} tokens, more than team {decision.team}'s "
-                    f"{decision.tokens_per_minute} tokens per minute: shorten the prompt or lower max_tokens",
-                    decision_id=decision.decision_id,
+            while walk.attempts < self._settings.queue.max_attempts:
+                gate = await self._breakers.peek(provider.name)
+                if not gate.allowed:
+                    if gate.reason == "cooldown" and await self._wait_out(provider.name, gate.wait, walk, client_gone):
+                        continue
+                    walk.wait_hint(gate.wait)
+                    previous = (provider.name, gate.reason)
+                    break
+                prompt = estimates.get(route.model)
+                if prompt is None:
+                    prompt = estimates[route.model] = await self._counter.prompt_tokens_async(chat, route.model)
+                reserved = await self._reserve(decision, provider, prompt + max_tokens, walk)
+                if reserved is None:
+                    previous = (provider.name, "provider_budget")
+                    break
+                admission = await self._breakers.admit(provider.name)
+                if not admission.allowed:
+                    await self._meter.release(reserved)
+                    walk.wait_hint(admission.wait)
+                    previous = (provider.name, admission.reason)
+                    break
+                if previous is not None:
+                    self._metrics.failovers.labels(
+                        from_provider=previous[0], to_provider=provider.name, reason=previous[1]
+                    ).inc()
+                    previous = None
+                walk.attempts += 1
+                walk.last_provider = provider.name
+                attempt = Attempt(
+                    route, provider, ADAPTERS[provider.kind], reserved, prompt, time.perf_counter(), admission.probe
                 )
-            team_budget = Budget(f"team:{decision.team}", decision.tokens_per_minute)
-            provider_budget = Budget(f"provider:{provider.name}", provider.limits.tokens_per_minute)
-            reserved = await self._meter.reserve(team_budget, provider_budget, amount)
-            walk.team_remaining = reserved.team_remaining
-            if not isinstance(reserved, Reservation):
-                if reserved.status == "team_short":
-                    raise RateLimited(
-                        f"team {decision.team} has used its {decision.tokens_per_minute} tokens per minute",
-                        retry_after=max(1, math.ceil(reserved.retry_after)),
-                        decision_id=decision.decision_id,
-                    )
-                walk.wait_hint(reserved.retry_after)
-                continue
-            probe = await self._breakers.state(provider.name) == "half_open"
-            if not await self._breakers.admit(provider.name):
-                await self._meter.release(reserved)
-                walk.wait_hint(1.0)
-                continue
-            if previous is not None:
-                reason = walk.failures[-1].reason if walk.failures else "skipped"
-                self._metrics.failovers.labels(from_provider=previous, to_provider=provider.name, reason=reason).inc()
-            walk.attempts += 1
-            walk.last_provider = provider.name
-            attempt = Attempt(route, provider, ADAPTERS[provider.kind], reserved, prompt, time.perf_counter(), probe)
-            try:
-                if chat.stream:
-                    return await self._open_stream(chat, attempt, max_tokens, keep_text=keep_text)
-                return await self._complete(chat, attempt, max_tokens)
-            except AttemptFailed as failure:
-                await self._meter.release(reserved)
-                await self._breakers.record(provider.name, not failure.breaker_failure, probe=probe)
-                walk.failures.append(failure)
-                previous = provider.name
-                if failure.reason == "rate_limited":
-                    wait = failure.retry_after if failure.retry_after is not None else 1.0
-                    await self._cooldowns.start(provider.name, wait)
-                    walk.wait_hint(wait)
-                if failure.reason == "client_error":
-                    raise InvalidRequest(
-                        f"the provider refused this request (HTTP {failure.status})", decision_id=decision.decision_id
-                    ) from None
+                try:
+                    if chat.stream:
+                        return await self._open_stream(chat, attempt, max_tokens, keep_text=keep_text)
+                    return await self._complete(chat, attempt, max_tokens)
+                except AttemptFailed as failure:
+                    await self._meter.release(reserved)
+                    await self._breakers.record(provider.name, not failure.breaker_failure, probe=attempt.probe)
+                    walk.failures.append(failure)
+                    if failure.reason == "client_error":
+                        raise InvalidRequest(
+                            f"the provider refused this request (HTTP {failure.status})",
+                            decision_id=decision.decision_id,
+                        ) from None
+                    if failure.reason == "rate_limited":
+                        wait = failure.retry_after if failure.retry_after is not None else 1.0
+                        await self._breakers.cooldown(provider.name, wait)
+                        if await self._wait_out(provider.name, wait, walk, client_gone):
+                            continue
+                        walk.wait_hint(wait)
+                    previous = (provider.name, failure.reason)
+                    break
         raise self._exhausted(decision, walk)
 
-    async def estimate(self, chat: ChatRequest) -> int:
-        """Prompt tokens of the request for the model it names (the policy input's prompt_tokens)."""
-        return await self._counter.prompt_tokens_async(chat, chat.model)
+    async def _wait_out(self, provider: str, seconds: float, walk: Walk, client_gone: ClientGone | None) -> bool:
+        """Queue for a cool-down when the wait fits this request's remaining queue budget."""
+        if walk.waited + seconds > self._settings.queue.max_wait_seconds:
+            return False
+        started = time.perf_counter()
+        queued = await self._queue.wait(provider, seconds, client_gone)
+        walk.waited += time.perf_counter() - started
+        return queued
+
+    async def _reserve(
+        self, decision: Decision, provider: ProviderSettings, amount: int, walk: Walk
+    ) -> Reservation | None:
+        if amount > decision.tokens_per_minute:
+            raise InvalidRequest(
+                f"this request needs about {amount} tokens, more than team {decision.team}'s "
+                f"{decision.tokens_per_minute} tokens per minute: shorten the prompt or lower max_tokens",
+                decision_id=decision.decision_id,
+            )
+        team_budget = Budget(f"team:{decision.team}", decision.tokens_per_minute)
+        provider_budget = Budget(f"provider:{provider.name}", provider.limits.tokens_per_minute)
+        reserved = await self._meter.reserve(team_budget, provider_budget, amount)
+        walk.team_remaining = reserved.team_remaining
+        if isinstance(reserved, Reservation):
+            return reserved
+        if reserved.status == "team_short":
+            raise RateLimited(
+                f"team {decision.team} has used its {decision.tokens_per_minute} tokens per minute",
+                retry_after=max(1, math.ceil(reserved.retry_after)),
+                decision_id=decision.decision_id,
+            )
+        walk.wait_hint(reserved.retry_after)
+        return None
 
     async def record_outcome(self, attempt: Attempt, failure: AttemptFailed | None) -> None:
         """A stream's outcome, known only when it ends: feeds the provider's breaker."""
