@@ -149,8 +149,12 @@ class Router:
                     previous = (provider.name, "provider_budget")
                     break
                 admission = await self._breakers.admit(provider.name)
-                if not admission.allowed:
+                if not admission.allowed:  # the state moved since the peek (another request's 429 or trip)
                     await self._meter.release(reserved)
+                    if admission.reason == "cooldown" and await self._wait_out(
+                        provider.name, admission.wait, walk, client_gone
+                    ):
+                        continue
                     walk.wait_hint(admission.wait)
                     previous = (provider.name, admission.reason)
                     break

@@ -58,6 +58,8 @@ class StandIn:
     default: Behavior = field(default_factory=Behavior)
     port: int = 0
     received: list[Received] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests this stand-in was answering at once
     _script: deque[Behavior] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -70,6 +72,11 @@ class StandIn:
         with self._lock:
             self.default = behavior
             self._script.clear()
+
+    def reset(self) -> None:
+        self.set_default(Behavior())
+        self.received.clear()
+        self.max_in_flight = self.in_flight
 
     def next_behavior(self) -> Behavior:
         with self._lock:
@@ -95,6 +102,14 @@ class StandIn:
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         received = Received(request.path, dict(request.query), dict(request.headers), body)
         self.received.append(received)

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.standin import Behavior, StandInServers
+from gateway.standin import StandInServers
 from tests.harness import ADMIN_TOKEN, GatewayThread, settings_for, standins_running
 
 
@@ -20,8 +20,7 @@ def _reset_standins(request: pytest.FixtureRequest) -> None:
     if "standins" in request.fixturenames:
         servers: StandInServers = request.getfixturevalue("standins")
         for standin in servers.standins.values():
-            standin.set_default(Behavior())
-            standin.received.clear()
+            standin.reset()
 
 
 @pytest.fixture(scope="module")
