@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,10 @@ from gateway.metering.meter import Meter
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
 from gateway.pipeline import ChatPipeline, Context
+from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import PolicyEngine
+from gateway.policy.remote import RemoteEngine
 from gateway.resilience.breakers import Breakers, LocalBreakers
 from gateway.resilience.queue import CooldownQueue
 from gateway.resilience.shared import SharedBreakers
@@ -48,18 +51,13 @@ class Components:
     router: Router
     pipeline: ChatPipeline
     redis: aioredis.Redis | None
+    decision_log: DecisionLogger
 
 
 def build_components(settings: Settings, *, policy: PolicyEngine | None = None) -> Components:
     metrics = Metrics()
     if policy is None:
-        key = Path(settings.policy.verification_key).read_bytes() if settings.policy.verification_key else None
-        policy = EmbeddedEngine(
-            settings.policy.bundle,
-            verification_key=key,
-            poll_seconds=settings.policy.poll_seconds,
-            on_activate=metrics.set_bundle,
-        )
+        policy = _policy_engine(settings, metrics)
     url = settings.state.redis_url
     client = redis_client(url, timeout_ms=settings.state.timeout_ms) if url else None
     upstream = Upstream()
@@ -72,8 +70,18 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     )
     queue = CooldownQueue(settings.queue.max_depth, metrics)
     router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
-    pipeline = ChatPipeline(settings, policy, router, meter, metrics)
-    return Components(settings, metrics, policy, upstream, meter, breakers, router, pipeline, client)
+    masker = policy.mask_events if isinstance(policy, EmbeddedEngine) else None
+    decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=masker)
+    pipeline = ChatPipeline(settings, policy, router, meter, metrics, decision_log)
+    return Components(settings, metrics, policy, upstream, meter, breakers, router, pipeline, client, decision_log)
+
+
+def _policy_engine(settings: Settings, metrics: Metrics) -> PolicyEngine:
+    p = settings.policy
+    if p.engine == "opa":
+        return RemoteEngine(p.opa_url, timeout_ms=p.timeout_ms, token_env=p.opa_token_env)
+    key = Path(p.verification_key).read_bytes() if p.verification_key else None
+    return EmbeddedEngine(p.bundle, verification_key=key, poll_seconds=p.poll_seconds, on_activate=metrics.set_bundle)
 
 
 def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Starlette:
@@ -95,7 +103,12 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
         principal = authn.principal(request.headers.get("authorization"))
         allowed: list[str] = []
         for name in sorted({m for p in settings.providers for m in p.models}):
-            decision = await c.policy.decide(_models_input(principal, name, request))
+            policy_input = _models_input(principal, name, request)
+            started = time.perf_counter_ns()
+            decision = await c.policy.decide(policy_input)
+            c.decision_log.record(
+                policy_input, decision, path="gateway/decision", eval_ns=time.perf_counter_ns() - started
+            )
             if decision.unauthenticated or decision.error:
                 ctx.decision = decision
                 if decision.error:
@@ -152,6 +165,7 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
         if c.policy.revision:
             c.metrics.set_bundle(c.policy.revision)
         await c.meter.start()
+        await c.decision_log.start()
         if isinstance(c.breakers, SharedBreakers):
             await c.breakers.start()
         try:
@@ -160,6 +174,7 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
             if isinstance(c.breakers, SharedBreakers):
                 await c.breakers.close()
             await c.meter.close()
+            await c.decision_log.close()
             await c.policy.close()
             await c.upstream.close()
             if c.redis is not None:

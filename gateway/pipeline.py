@@ -34,6 +34,7 @@ from gateway.forward import AttemptFailed
 from gateway.metering.meter import Meter
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
+from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.engine import Decision, PolicyEngine
 from gateway.providers.base import BadUpstreamAnswer, Usage, answer_text
 from gateway.providers.sse import frame
@@ -88,8 +89,15 @@ class Context:
 
 class ChatPipeline:
     def __init__(
-        self, settings: Settings, policy: PolicyEngine, router: Router, meter: Meter, metrics: Metrics
+        self,
+        settings: Settings,
+        policy: PolicyEngine,
+        router: Router,
+        meter: Meter,
+        metrics: Metrics,
+        decision_log: DecisionLogger,
     ) -> None:
+        self._decision_log = decision_log
         self._settings = settings
         self._policy = policy
         self._router = router
@@ -166,9 +174,11 @@ class ChatPipeline:
                 "client_ip": request.client.host if request.client else None,
             },
         }
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         decision = await self._policy.decide(policy_input)
-        self._metrics.policy_eval.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter_ns() - started
+        self._metrics.policy_eval.observe(elapsed / 1e9)
+        self._decision_log.record(policy_input, decision, path="gateway/decision", eval_ns=elapsed)
         outcome = "error" if decision.error else ("allow" if decision.allow else "deny")
         self._metrics.policy_decisions.labels(result=outcome).inc()
         if decision.allow:

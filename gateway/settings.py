@@ -32,13 +32,32 @@ class Listen:
 
 
 @dataclass(frozen=True)
+class DecisionLogSettings:
+    """Where decision log events go. In OPA mode OPA's own decision logger usually does this (sink: none)."""
+
+    sink: Literal["none", "console", "file", "http"] = "none"
+    path: str = "decision-log.jsonl"  # file sink
+    url: str | None = None  # http sink: OPA's decision log service API (gzipped JSON array per POST)
+    token_env: str | None = None  # http sink: env var holding a bearer token
+    max_buffer: int = (
+        10_000  # events held while the sink is slow or down; beyond it, new events are dropped and counted
+    )
+    batch_size: int = 500
+    flush_seconds: float = 1.0
+    max_backoff_seconds: float = 30.0
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class PolicySettings:
     engine: Literal["embedded", "opa"] = "embedded"
     bundle: str = "bundles/gateway.tar.gz"
     poll_seconds: float = 30.0
     verification_key: str | None = None
     opa_url: str = "http://127.0.0.1:8181"
+    opa_token_env: str | None = None  # env var holding a bearer token for the OPA server
     timeout_ms: int = 100
+    decision_logs: DecisionLogSettings = field(default_factory=DecisionLogSettings)
 
 
 @dataclass(frozen=True)
@@ -236,6 +255,13 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             "state.workers > 1 needs state.redis_url: budgets and breakers must be shared between processes"
         )
+    logs = settings.policy.decision_logs
+    if logs.sink == "http" and not (logs.url or "").startswith(("http://", "https://")):
+        raise ConfigError("config key policy.decision_logs.url must be an http(s) URL for the http sink")
+    if not settings.policy.opa_url.startswith(("http://", "https://")):
+        raise ConfigError("config key policy.opa_url must be an http(s) URL")
+    if settings.policy.timeout_ms < 1:
+        raise ConfigError("config key policy.timeout_ms must be at least 1")
     if settings.listen.max_body_bytes < 1024:
         raise ConfigError("config key listen.max_body_bytes must be at least 1024")
     b = settings.breaker

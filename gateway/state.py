@@ -1,6 +1,8 @@
 """The shared Redis client, configured for a request path: millisecond timeouts, a pool that waits.
 
-redis-py's default async pool raises "Too many connections" past 100 in use,
+redis-py retries every command with exponential backoff by default; here a
+failure is reported at once and the caller falls back to local state. Its
+default async pool also raises "Too many connections" past 100 in use,
 which under load would look like an outage and push every request to the
 local fallback. A BlockingConnectionPool waits for a free connection instead,
 bounded by the same timeout, so only a genuinely slow or dead Redis counts.
@@ -8,7 +10,12 @@ bounded by the same timeout, so only a genuinely slow or dead Redis counts.
 
 from __future__ import annotations
 
+import contextlib
+
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 MAX_CONNECTIONS = 128
 
@@ -21,6 +28,13 @@ def redis_client(url: str, *, timeout_ms: int) -> aioredis.Redis:
         timeout=seconds,
         socket_timeout=seconds,
         socket_connect_timeout=seconds,
-        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),  # no hidden retries with backoff: the caller falls back at once
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+async def drop_connections(client: aioredis.Redis) -> None:
+    """Close every pooled connection, so the first command after Redis returns opens a fresh one
+    instead of discovering the dead ones one failure at a time."""
+    with contextlib.suppress(RedisError, OSError):
+        await client.connection_pool.disconnect(inuse_connections=False)

@@ -24,6 +24,7 @@ from gateway.metering.memory_store import MemoryStore
 from gateway.metering.redis_store import PREFIX, RedisStore
 from gateway.metering.store import Budget, BudgetStore, Outcome
 from gateway.observe.metrics import Metrics
+from gateway.state import drop_connections
 
 log = logging.getLogger("gateway.metering")
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
@@ -54,6 +55,7 @@ class Meter:
         self._instances = 1
         self._instance_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
+        self._reset: asyncio.Future[None] | None = None
 
     @property
     def mode(self) -> str:
@@ -127,6 +129,8 @@ class Meter:
     def _mark_down(self, exc: BaseException) -> None:
         if not self.in_fallback:
             log.warning("state store unreachable, using local budgets", extra={"error_type": type(exc).__name__})
+            if self._client is not None:
+                self._reset = asyncio.ensure_future(drop_connections(self._client))
         self._down_until = time.monotonic() + self._retry_seconds
         self._metrics.state_fallback.set(1)
 

@@ -57,6 +57,9 @@ class Metrics:
             registry=r,
         )
         self.settle_failures = Counter("gateway_settle_failures", "Settlements that could not be written", registry=r)
+        self.decision_logs = Counter(
+            "gateway_decision_logs", "Decision log events by outcome", ["outcome"], registry=r
+        )  # written | dropped (buffer full) | dropped_by_policy | retried
 
     def set_bundle(self, revision: str) -> None:
         self.bundle_info.clear()

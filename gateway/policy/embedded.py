@@ -25,6 +25,7 @@ from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
 from gateway.errors import BundleError
 from gateway.policy import bundle as bundles
+from gateway.policy import masking
 from gateway.policy.compiler import compile_engine
 from gateway.policy.engine import Decision, fail_closed, new_decision_id, parse_decision
 
@@ -54,6 +55,7 @@ class EmbeddedEngine:
         self._on_activate = on_activate
         self._active: _Active | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opa")
+        self._log_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opa-log")
         self._etag: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -106,6 +108,7 @@ class EmbeddedEngine:
             await self._session.close()
             self._session = None
         self._executor.shutdown(wait=False)
+        self._log_executor.shutdown(wait=False)
 
     # -- loading -----------------------------------------------------------
 
@@ -165,6 +168,36 @@ class EmbeddedEngine:
             await asyncio.sleep(self._poll_seconds)
             await self.refresh()
 
+    async def mask_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply the active bundle's data.system.log.drop / mask to decision log events (off the event loop)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._log_executor, self._mask_sync, events)
+
+    def _mask_sync(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        active = self._active
+        kept: list[dict[str, Any]] = []
+        for event in events:
+            if active is None:
+                kept.append(_erase_input(event))
+                continue
+            try:
+                if active.engine.eval_document("system.log.drop", event) is True:
+                    continue
+            except OpaUndefinedError:
+                pass
+            except OpaError:
+                kept.append(_erase_input(event))  # cannot tell: keep the decision, never its input
+                continue
+            try:
+                masks = active.engine.eval_document("system.log.mask", event)
+            except OpaUndefinedError:
+                masks = []
+            except OpaError:
+                kept.append(_erase_input(event))
+                continue
+            kept.append(masking.apply(event, masks))
+        return kept
+
     def status(self) -> dict[str, Any]:
         return {
             "engine": "embedded",
@@ -173,3 +206,9 @@ class EmbeddedEngine:
             "signed": bool(self._active and self._active.bundle.signed),
             "last_error": self.last_error,
         }
+
+
+def _erase_input(event: dict[str, Any]) -> dict[str, Any]:
+    event.pop("input", None)
+    event["erased"] = ["/input"]
+    return event

@@ -30,6 +30,7 @@ from gateway.metering.meter import STORE_ERRORS
 from gateway.observe.metrics import Metrics
 from gateway.resilience.breakers import MAX_COOLDOWN_SECONDS, STATE_CODES, Admission, LocalBreakers
 from gateway.settings import BreakerSettings
+from gateway.state import drop_connections
 
 log = logging.getLogger("gateway.resilience")
 CACHE_SECONDS = 1.0
@@ -68,6 +69,8 @@ class SharedBreakers:
         self._probe_ttl = probe_ttl
         self._retry_seconds = retry_seconds
         self._local = LocalBreakers(settings, probe_ttl=probe_ttl)
+        self._client = client
+        self._reset: asyncio.Future[None] | None = None
         self._scripts: dict[str, Any] = {
             n: client.register_script(_script(n)) for n in ("admit", "record", "cooldown", "peek")
         }
@@ -244,4 +247,5 @@ class SharedBreakers:
     def _mark_down(self, exc: BaseException) -> None:
         if not self._down():
             log.warning("breaker store unreachable, using local breakers", extra={"error_type": type(exc).__name__})
+            self._reset = asyncio.ensure_future(drop_connections(self._client))
         self._down_until = time.monotonic() + self._retry_seconds

@@ -1,0 +1,129 @@
+"""Decisions from an OPA server (a sidecar) over its REST Data API: POST /v1/data/gateway/decision.
+
+Fail closed, always: a timeout (policy.timeout_ms), a connection error, a 5xx
+or an unreadable answer is a deny that the gateway turns into 503
+policy_unavailable; an answer without `result` (the decision is undefined) is
+a 403 deny. Never an allow. The client is opa-python-client's AsyncOpaClient
+with retries off (a retry cannot fit a per-request budget of milliseconds)
+and one pooled session, so a decision costs one loopback round trip.
+The bundle revision comes from each answer's provenance (`?provenance=true`).
+Decision logs, with the bundle's masks, are OPA's own job in this mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+from opa_client.opa_async import AsyncOpaClient
+
+from gateway.policy.engine import Decision, fail_closed, new_decision_id, parse_decision
+
+log = logging.getLogger("gateway.policy")
+HEALTH_SECONDS = 5.0
+
+
+class RemoteEngine:
+    def __init__(self, url: str, *, timeout_ms: int, token_env: str | None = None) -> None:
+        parsed = urlparse(url)
+        self._timeout = timeout_ms / 1000
+        self._client = AsyncOpaClient(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or (443 if parsed.scheme == "https" else 8181),
+            ssl=parsed.scheme == "https",
+            token=os.environ.get(token_env) if token_env else None,
+            retries=0,
+            timeout=max(self._timeout, 0.001),
+        )
+        self._revision = ""
+        self._ready = False
+        self._health: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def revision(self) -> str:
+        return self._revision
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        await self._client.__aenter__()
+        await self._check()
+        self._health = asyncio.create_task(self._watch(), name="opa-health")
+
+    async def close(self) -> None:
+        if self._health:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health
+        await self._client.close_connection()
+
+    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        decision_id = new_decision_id()
+        try:
+            async with asyncio.timeout(self._timeout):
+                answer = await self._client.query_rule(
+                    policy_input, "gateway", "decision", query_params={"provenance": True}
+                )
+        except TimeoutError:
+            return self._failed("timeout", "the policy server did not answer in time", decision_id)
+        except aiohttp.ClientResponseError as exc:
+            return self._failed("server_error", f"the policy server answered HTTP {exc.status}", decision_id)
+        except (aiohttp.ClientError, OSError) as exc:
+            return self._failed("connection", f"cannot reach the policy server ({type(exc).__name__})", decision_id)
+        except ValueError:
+            return self._failed("server_error", "the policy server's answer is not JSON", decision_id)
+        if not isinstance(answer, dict):
+            return self._failed("server_error", "the policy server's answer is not a JSON object", decision_id)
+        self._ready = True
+        self._revision = _revision(answer) or self._revision
+        decision_id = str(answer.get("decision_id") or decision_id)
+        if "result" not in answer:  # OPA omits `result` when the document is undefined
+            return fail_closed(
+                "undefined", "policy decision is undefined", decision_id=decision_id, revision=self._revision
+            )
+        return parse_decision(answer["result"], decision_id=decision_id, revision=self._revision)
+
+    def _failed(self, error: str, message: str, decision_id: str) -> Decision:
+        self.last_error = message
+        log.warning("policy server failed, denying", extra={"error_code": error})
+        return fail_closed(error, message, decision_id=decision_id, revision=self._revision)
+
+    async def _check(self) -> None:
+        """OPA's /health?bundles answers 200 only once its bundles are activated."""
+        try:
+            async with asyncio.timeout(max(self._timeout, 1.0)):
+                health = await self._health_ok()  # not check_health(): it swallows every exception
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            health = False
+        self._ready = health
+
+    async def _health_ok(self) -> bool:
+        session = self._client._session
+        assert session is not None
+        async with session.get(f"{self._client.schema}{self._client.host}:{self._client.port}/health?bundles") as resp:
+            await resp.read()
+            return bool(resp.status == 200)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_SECONDS)
+            await self._check()
+
+    def status(self) -> dict[str, Any]:
+        return {"engine": "opa", "revision": self._revision, "ready": self._ready, "last_error": self.last_error}
+
+
+def _revision(answer: dict[str, Any]) -> str:
+    bundles = (answer.get("provenance") or {}).get("bundles") or {}
+    if not isinstance(bundles, dict):
+        return ""
+    revisions = [str(b.get("revision", "")) for b in bundles.values() if isinstance(b, dict)]
+    return ",".join(r for r in revisions if r)
