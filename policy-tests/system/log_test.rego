@@ -30,3 +30,30 @@ test_mask_keeps_client_ip_of_non_phi_requests if {
 test_drop_keeps_every_decision if {
 	not log.drop with input as event("phi", null)
 }
+
+test_mask_replaces_a_use_case_the_policy_did_not_accept if {
+	e := json.patch(event("phi", null), [
+		{"op": "replace", "path": "/input/context/use_case", "value": "Patient Jane Doe"},
+		{"op": "add", "path": "/result/use_case", "value": ""},
+	])
+	{"op": "upsert", "path": "/input/context/use_case", "value": "not-entitled"} in log.mask with input as e
+}
+
+test_mask_keeps_an_accepted_use_case if {
+	e := json.patch(event("phi", null), [
+		{"op": "replace", "path": "/input/context/use_case", "value": "discharge-summary"},
+		{"op": "add", "path": "/result/use_case", "value": "discharge-summary"},
+	])
+	masks := log.mask with input as e
+	every m in masks {
+		not m.path == "/input/context/use_case"
+	}
+}
+
+test_mask_replaces_the_use_case_of_a_failed_decision if {
+	e := json.patch(event("phi", null), [
+		{"op": "replace", "path": "/input/context/use_case", "value": "anything"},
+		{"op": "remove", "path": "/result"},
+	])
+	{"op": "upsert", "path": "/input/context/use_case", "value": "not-entitled"} in log.mask with input as e
+}

@@ -64,6 +64,12 @@ def run() -> Iterator[Run]:
     with standins_running() as standins:
         config = gateway_config(standins, timeout_seconds=1.0, log_level="debug")
         gateway = GatewayProcess(config, env={"GATEWAY_ADMIN_TOKEN": "canary-admin"})
+        decision_log = gateway.workdir / "decisions.jsonl"
+        config["policy"] = {
+            **config["policy"],
+            "decision_logs": {"sink": "file", "path": str(decision_log), "flush_seconds": 0.1},
+        }
+        gateway = GatewayProcess(config, env={"GATEWAY_ADMIN_TOKEN": "canary-admin"}, workdir=gateway.workdir)
         with gateway:
             yield Run(gateway, standins)
 
@@ -173,3 +179,10 @@ def test_no_phi_canary_anywhere_and_content_canaries_where_allowed(run: Run) -> 
     assert "Traceback" not in output
     statuses = {r["status"] for r in records}
     assert 500 not in statuses
+    decisions = (run.gateway.workdir / "decisions.jsonl").read_text()
+    events = [json.loads(line) for line in decisions.splitlines()]
+    assert len(events) >= 12, "one decision log event per decision"
+    assert [c for c in run.phi + run.content if c in decisions] == [], "decision logs carry metadata only"
+    assert all(e["bundles"]["gateway"]["revision"] for e in events)
+    phi_events = [e for e in events if (e.get("result") or {}).get("data_classification") == "phi" and "input" in e]
+    assert phi_events and all(e["input"]["context"]["client_ip"] == "redacted" for e in phi_events)

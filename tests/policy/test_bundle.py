@@ -52,7 +52,7 @@ def test_shipped_bundle_matches_rego_folder() -> None:
 def test_layout_follows_opa_bundle_format() -> None:
     members = _members(bundle.build(REGO, revision="v7"))
     manifest = json.loads(members["/.manifest"])
-    assert manifest == {"revision": "v7", "roots": ["gateway"], "rego_version": 1}
+    assert manifest == {"revision": "v7", "roots": ["gateway", "system"], "rego_version": 1}
     assert "/gateway/config/data.json" in members
     assert all(name.startswith("/") for name in members)
     assert any(name.endswith("main.rego") for name in members)

@@ -27,3 +27,16 @@ mask contains {"op": "upsert", "path": "/input/context/client_ip", "value": "red
 # title: Drop
 # description: Events never written. The gateway keeps every decision, so nothing is dropped.
 default drop := false
+
+# METADATA
+# title: Replace a use case the policy did not accept
+# description: |
+#   The X-Use-Case header is free text from the client until the policy maps it
+#   to one of the team's use cases. One that did not map (or any, when the
+#   decision failed) is replaced, so nothing a client typed is kept.
+mask contains {"op": "upsert", "path": "/input/context/use_case", "value": "not-entitled"} if {
+	is_string(input.input.context.use_case)
+	not _use_case_accepted
+}
+
+_use_case_accepted if input.input.context.use_case == input.result.use_case

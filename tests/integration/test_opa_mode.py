@@ -1,0 +1,74 @@
+"""The gateway with `policy.engine: opa`, asking an OPA-speaking server, used through the official SDK."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx2 as httpx
+import openai
+import pytest
+
+from gateway.standin import StandInServers
+from tests.factories import SHIPPED_BUNDLE
+from tests.harness import ADMIN_TOKEN, GatewayThread, settings_for
+from tests.opa_double import Fault, OpaDouble
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[OpaDouble]:
+    server = OpaDouble(SHIPPED_BUNDLE.read_bytes()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def opa_gateway(standins: StandInServers, double: OpaDouble) -> Iterator[GatewayThread]:
+    os.environ["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
+    settings = settings_for(standins, policy={"engine": "opa", "opa_url": double.url, "timeout_ms": 200})
+    with GatewayThread(settings) as gw:
+        yield gw
+
+
+def client(gw: GatewayThread, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
+
+
+def test_decisions_come_from_the_opa_server(opa_gateway: GatewayThread, double: OpaDouble) -> None:
+    before = double.requests
+    raw = client(opa_gateway, "gw-demo-eu-research").chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-gateway-provider"] == "azure-eu-west"
+    assert raw.headers["x-gateway-policy-revision"] == double.revision
+    assert double.requests == before + 1
+    with pytest.raises(openai.PermissionDeniedError):
+        client(opa_gateway, "gw-demo-eu-research").chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], extra_headers={"X-Data-Classification": "phi"}
+        )
+
+
+def test_opa_server_failure_is_503_policy_unavailable(
+    opa_gateway: GatewayThread, double: OpaDouble, standins: StandInServers
+) -> None:
+    double.default = Fault(latency=1.0)
+    try:
+        with pytest.raises(openai.APIStatusError) as info:
+            client(opa_gateway, "gw-demo-eu-research").chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
+    finally:
+        double.default = Fault()
+    assert info.value.status_code == 503
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "policy_unavailable"
+    assert info.value.response.headers["retry-after"]
+    assert sum(s.count for s in standins.standins.values()) == 0, "fail closed: nothing was forwarded"
+
+
+def test_readyz_and_status_report_the_opa_engine(opa_gateway: GatewayThread) -> None:
+    ready = httpx.get(opa_gateway.base_url + "/readyz")
+    assert ready.status_code == 200
+    status = httpx.get(
+        opa_gateway.base_url + "/admin/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json()
+    assert status["policy_engine"] == "opa" and status["policy"]["engine"] == "opa"

@@ -1,0 +1,107 @@
+"""A small test double that speaks OPA's REST Data API, backed by the embedded engine for correct answers.
+
+    POST /v1/data/{path}   {"input": ...}  ->  {"result": ..., "decision_id": ..., "provenance": {...}}
+                                               (no "result" key when the document is undefined)
+    GET  /health?bundles   200 once a bundle is loaded
+
+Faults are scripted per request: latency, an HTTP status, a garbage body, a dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from opa_bindings import OpaUndefinedError
+
+from gateway.policy import bundle
+from gateway.policy.compiler import compile_engine
+
+
+@dataclass(frozen=True)
+class Fault:
+    latency: float = 0.0
+    status: int = 200
+    garbage: bool = False
+    drop: bool = False
+
+
+class OpaDouble:
+    def __init__(self, blob: bytes) -> None:
+        parsed = bundle.read(blob)
+        self.revision = parsed.revision
+        self._engine = compile_engine(parsed.modules, parsed.data)
+        self.faults: deque[Fault] = deque()
+        self.default = Fault()
+        self.requests = 0
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _data(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        fault = self.faults.popleft() if self.faults else self.default
+        if fault.latency:
+            await asyncio.sleep(fault.latency)
+        if fault.drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        if fault.status != 200:
+            return web.json_response({"code": "internal_error", "message": "scripted"}, status=fault.status)
+        if fault.garbage:
+            return web.Response(body=b"<html>not json", content_type="application/json")
+        body = await request.json()
+        path = request.match_info["path"].strip("/").replace("/", ".")
+        answer: dict[str, Any] = {"decision_id": str(uuid.uuid4())}
+        if "provenance" in request.query:
+            answer["provenance"] = {"version": "double", "bundles": {"gateway": {"revision": self.revision}}}
+        with contextlib.suppress(OpaUndefinedError):
+            answer["result"] = self._engine.eval_document(path, body.get("input"))
+        return web.json_response(answer)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    def start(self) -> OpaDouble:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_post("/v1/data/{path:.*}", self._data)
+            app.router.add_get("/health", self._health)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            assert site._server is not None
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="opa-double", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("OPA double did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._engine.close()
