@@ -12,6 +12,7 @@ converting the input), so the policy's own cost is visible.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import time
@@ -26,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+from gateway.policy.remote import RemoteEngine  # noqa: E402
 from tests.factories import policy_input  # noqa: E402
+from tests.opa_double import OpaDouble  # noqa: E402
 
 
 def _mix() -> dict[str, dict[str, Any]]:
@@ -49,6 +52,7 @@ def _percentile(samples: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3000)
+    parser.add_argument("--remote", action="store_true", help="also time OPA server mode against the REST test double")
     args = parser.parse_args()
     engine = EmbeddedEngine("unused", poll_seconds=0)
     engine.activate(bundle.build(ROOT / "rego"))
@@ -75,6 +79,31 @@ def main() -> None:
         print(f"{name:40} {statistics.median(xs):8.1f} {_percentile(xs, 0.99):8.1f}")
     print(f"{'all (mix)':40} {statistics.median(everything):8.1f} {_percentile(everything, 0.99):8.1f}")
     print(f"{'floor: constant rule, same input':40} {statistics.median(floor):8.1f} {_percentile(floor, 0.99):8.1f}")
+    if args.remote:
+        remote = asyncio.run(_remote(mix, args.rounds // 3))
+        label = "OPA server mode (REST double), mix"
+        print(f"{label:40} {statistics.median(remote):8.1f} {_percentile(remote, 0.99):8.1f}")
+
+
+async def _remote(mix: dict[str, dict[str, Any]], rounds: int) -> list[float]:
+    """Decisions over loopback HTTP from the OPA-speaking test double (Python + the embedded engine,
+    so slower than a real OPA server; the round trip and client costs are what this shows)."""
+    double = OpaDouble((ROOT / "bundles" / "gateway.tar.gz").read_bytes()).start()
+    engine = RemoteEngine(double.url, timeout_ms=1000)
+    await engine.start()
+    samples: list[float] = []
+    try:
+        for item in mix.values():
+            await engine.decide(item)
+        for _ in range(rounds):
+            for item in mix.values():
+                t = time.perf_counter_ns()
+                await engine.decide(item)
+                samples.append((time.perf_counter_ns() - t) / 1000)
+    finally:
+        await engine.close()
+        double.stop()
+    return samples
 
 
 if __name__ == "__main__":

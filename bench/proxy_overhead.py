@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.policy import bundle  # noqa: E402
 from tests.harness import RedisServer  # noqa: E402
+from tests.opa_double import OpaDouble  # noqa: E402
 
 COMPLETION = {
     "id": "chatcmpl-bench",
@@ -106,6 +107,9 @@ http {{
 
 def bench_bundle(work: Path) -> Path:
     """The shipped policy with budgets so large that metering never refuses during the benchmark."""
+    path = work / "bench.tar.gz"
+    if path.exists():
+        return path
     rego = work / "rego"
     shutil.copytree(ROOT / "rego", rego)
     data = rego / "gateway" / "config" / "data.json"
@@ -113,12 +117,13 @@ def bench_bundle(work: Path) -> Path:
     for team in config["teams"].values():
         team["tokens_per_minute"] = 10**12
     data.write_text(json.dumps(config))
-    path = work / "bench.tar.gz"
     path.write_bytes(bundle.build(rego))
     return path
 
 
-def start_gateway(work: Path, nginx_port: int, redis_url: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
+def start_gateway(
+    work: Path, nginx_port: int, redis_url: str | None = None, opa_url: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     providers = [
         {
@@ -138,6 +143,8 @@ def start_gateway(work: Path, nginx_port: int, redis_url: str | None = None) -> 
     }
     if redis_url:
         config["state"] = {"redis_url": redis_url, "timeout_ms": 200}
+    if opa_url:
+        config["policy"] = {"engine": "opa", "opa_url": opa_url, "timeout_ms": 500}
     (work / "gateway.yaml").write_text(yaml.safe_dump(config))
     log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
@@ -202,6 +209,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--redis", action="store_true", help="gateway state in a local redis-server (shared budgets)")
+    parser.add_argument(
+        "--opa-double", action="store_true", help="policy.engine: opa, against the OPA REST test double"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     script = work / "post.lua"
@@ -223,7 +233,12 @@ def main() -> None:
             redis = RedisServer().start()
             cleanup.append(redis.stop)
             redis_url = redis.url
-        gateway, gateway_port = start_gateway(work, nginx_port, redis_url)
+        opa_url = None
+        if args.opa_double:
+            double = OpaDouble(bench_bundle(work).read_bytes()).start()
+            cleanup.append(double.stop)
+            opa_url = double.url
+        gateway, gateway_port = start_gateway(work, nginx_port, redis_url, opa_url)
         procs.append(gateway)
         targets = {"direct (nginx)": nginx_port, "bare proxy": bare_port, "gateway": gateway_port}
         for port in targets.values():  # warm up pools, prepared queries, tokenizer
