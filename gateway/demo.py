@@ -60,10 +60,14 @@ def _bundle_path(workdir: Path) -> str:
     return str(built)
 
 
-def _config(servers: StandInServers, bundle_path: str) -> dict[str, Any]:
+def _config(servers: StandInServers, bundle_path: str, decision_log: Path) -> dict[str, Any]:
     providers = [provider_config(s, timeout_seconds=5.0) for s in servers.standins.values()]
     return {
-        "policy": {"bundle": bundle_path, "poll_seconds": 0},
+        "policy": {
+            "bundle": bundle_path,
+            "poll_seconds": 0,
+            "decision_logs": {"sink": "file", "path": str(decision_log), "flush_seconds": 0.2},
+        },
         "providers": providers,
         "prices": PRICES,
         "breaker": {"min_requests": 3, "failure_ratio": 0.5, "window_seconds": 30, "open_seconds": 30},
@@ -150,7 +154,8 @@ async def run_demo(*, echo_logs: bool = True) -> int:
     os.environ["GATEWAY_DEMO_ADMIN_TOKEN"] = admin
     servers = StandInServers(demo_standins())
     await servers.start()
-    settings = from_dict(_config(servers, _bundle_path(workdir)))
+    decision_log = workdir / "decisions.jsonl"
+    settings = from_dict(_config(servers, _bundle_path(workdir), decision_log))
     app = build_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
@@ -177,6 +182,7 @@ async def run_demo(*, echo_logs: bool = True) -> int:
         await servers.stop()
     log_path.write_text(log_stream.getvalue())
     _report(phases, metrics_text, status, log_path, echo_logs)
+    _report_decisions(decision_log, echo_logs)
     print(f"\nDone in {time.monotonic() - started:.1f}s.")
     return 0
 
@@ -273,3 +279,18 @@ def _report(phases: dict[str, Any], metrics_text: str, status: dict[str, Any], l
             print("   ", json.dumps(content))
     leaked = NOTE in log_path.read_text()
     print(f"  the PHI note text appears in the logs: {'YES (bug!)' if leaked else 'no'}")
+
+
+def _report_decisions(path: Path, echo: bool) -> None:
+    events = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    print(f"\nDecision log: {len(events)} events in OPA's format in {path}")
+    masked = next((e for e in events if e.get("masked") or e.get("erased")), None)
+    if echo and masked:
+        print("  one event, after the bundle's data.system.log.mask (input shown; result trimmed):")
+        shown = {
+            k: masked[k]
+            for k in ("decision_id", "bundles", "path", "input", "erased", "masked", "timestamp")
+            if k in masked
+        }
+        shown["result"] = {k: masked.get("result", {}).get(k) for k in ("allow", "team", "use_case", "log_level")}
+        print("   ", json.dumps(shown))
