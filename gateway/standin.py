@@ -14,8 +14,9 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
@@ -25,6 +26,7 @@ from gateway.metering.tokens import TokenCounter
 
 Kind = Literal["openai", "azure_openai", "anthropic"]
 STALL_SECONDS = 60.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -292,29 +294,48 @@ def _anthropic_events(
     return events
 
 
+async def serve_local(app: web.Application, port: int = 0) -> tuple[web.AppRunner, int]:
+    """Serve an aiohttp app on 127.0.0.1 (a free port unless given); returns the runner to clean up, and the port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+
+
+class BackgroundLoop:
+    """An event loop in a daemon thread, to serve stand-ins beside synchronous code (tests, benchmarks)."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 15.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
 class StandInServers:
     """Several stand-ins served from one event loop (the caller's, or a thread of their own)."""
 
     def __init__(self, standins: list[StandIn]) -> None:
         self.standins = {s.name: s for s in standins}
         self._runners: list[web.AppRunner] = []
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: BackgroundLoop | None = None
 
     def __getitem__(self, name: str) -> StandIn:
         return self.standins[name]
 
     async def start(self) -> None:
         for standin in self.standins.values():
-            runner = web.AppRunner(
-                standin.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5, handler_cancellation=True
-            )
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", standin.port)
-            await site.start()
-            server = site._server
-            assert server is not None
-            standin.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            runner, standin.port = await serve_local(standin.app(), standin.port)
             self._runners.append(runner)
 
     async def stop(self) -> None:
@@ -323,28 +344,15 @@ class StandInServers:
         self._runners.clear()
 
     def start_in_thread(self) -> StandInServers:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            loop.run_until_complete(self.start())
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self.stop())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="standins", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("stand-in providers did not start")
+        self._background = BackgroundLoop("standins")
+        self._background.run(self.start())
         return self
 
     def stop_thread(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
+        if self._background is not None:
+            self._background.run(self.stop())
+            self._background.close()
+            self._background = None
 
 
 def demo_standins() -> list[StandIn]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from opa_bindings import OpaUndefinedError
 
 from gateway.policy import bundle
 from gateway.policy.compiler import compile_engine
+from gateway.standin import BackgroundLoop, serve_local
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ class OpaDouble:
         self.default = Fault()
         self.requests = 0
         self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._background: BackgroundLoop | None = None
         self._runner: web.AppRunner | None = None
 
     @property
@@ -75,33 +74,17 @@ class OpaDouble:
         return web.json_response({})
 
     def start(self) -> OpaDouble:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/data/{path:.*}", self._data)
-            app.router.add_get("/health", self._health)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            assert site._server is not None
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="opa-double", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("OPA double did not start")
+        app = web.Application()
+        app.router.add_post("/v1/data/{path:.*}", self._data)
+        app.router.add_get("/health", self._health)
+        self._background = BackgroundLoop("opa-double")
+        self._runner, self.port = self._background.run(serve_local(app))
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+        if self._background is not None:
+            if self._runner is not None:
+                self._background.run(self._runner.cleanup())
+            self._background.close()
+            self._background = None
         self._engine.close()

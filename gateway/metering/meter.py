@@ -11,7 +11,6 @@ be written is counted and dropped (the bucket refills within a minute anyway).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway import tasks
 from gateway.metering.memory_store import MemoryStore
 from gateway.metering.redis_store import PREFIX, RedisStore
 from gateway.metering.store import Budget, BudgetStore, Outcome
@@ -73,10 +73,8 @@ class Meter:
             self._heartbeat = asyncio.create_task(self._beat_forever(), name="meter-heartbeat")
 
     async def close(self) -> None:
-        if self._heartbeat:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        await tasks.stop(self._heartbeat)
+        self._heartbeat = None
 
     async def reserve(self, team: Budget, provider: Budget, amount: int) -> Reservation | Outcome:
         """A Reservation, or the Outcome saying which budget is short and when it refills."""

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import Counter
 
-from gateway import __version__
+from gateway import __version__, tasks
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision
 from gateway.settings import DecisionLogSettings
@@ -88,9 +88,8 @@ class DecisionLogger:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await tasks.stop(self._task)
+            self._task = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._drain_once(), timeout=2.0)  # best effort at shutdown
         if self._session is not None:

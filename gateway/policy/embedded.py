@@ -10,7 +10,6 @@ reported in `status()`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import aiohttp
 from opa_bindings import OpaEngine, OpaError, OpaUndefinedError
 
+from gateway import tasks
 from gateway.errors import BundleError
 from gateway.policy import bundle as bundles
 from gateway.policy import masking
@@ -99,11 +99,8 @@ class EmbeddedEngine:
             self._task = asyncio.create_task(self._poll(), name="bundle-poll")
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
         if self._session:
             await self._session.close()
             self._session = None

@@ -13,7 +13,6 @@ Decision logs, with the bundle's masks, are OPA's own job in this mode.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from typing import Any
@@ -22,6 +21,7 @@ from urllib.parse import urlparse
 import aiohttp
 from opa_client.opa_async import AsyncOpaClient
 
+from gateway import tasks
 from gateway.policy.engine import Decision, fail_closed, new_decision_id, parse_decision
 
 log = logging.getLogger("gateway.policy")
@@ -59,10 +59,8 @@ class RemoteEngine:
         self._health = asyncio.create_task(self._watch(), name="opa-health")
 
     async def close(self) -> None:
-        if self._health:
-            self._health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health
+        await tasks.stop(self._health)
+        self._health = None
         await self._client.close_connection()
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:

@@ -17,7 +17,6 @@ Redis unreachable or slow: every call falls back to the in-process breakers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway import tasks
 from gateway.metering.meter import STORE_ERRORS
 from gateway.observe.metrics import Metrics
 from gateway.resilience.breakers import MAX_COOLDOWN_SECONDS, STATE_CODES, Admission, LocalBreakers
@@ -85,10 +85,8 @@ class SharedBreakers:
         self._flusher = asyncio.create_task(self._flush_forever(), name="breaker-flush")
 
     async def close(self) -> None:
-        if self._flusher:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await tasks.stop(self._flusher)
+        self._flusher = None
         await self._flush()
 
     # -- the contract -------------------------------------------------------

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.policy import bundle
 from gateway.policy.embedded import EmbeddedEngine
+from gateway.standin import serve_local
 from tests.factories import REGO, copy_rego, policy_input
 
 
@@ -31,11 +32,7 @@ def test_polls_url_with_etag_and_keeps_last_good(tmp_path: Path) -> None:
     async def scenario() -> None:
         app = web.Application()
         app.router.add_get("/bundles/gateway.tar.gz", serve_bundle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await serve_local(app)
         engine = EmbeddedEngine(f"http://127.0.0.1:{port}/bundles/gateway.tar.gz", poll_seconds=0)
         try:
             await engine.start()

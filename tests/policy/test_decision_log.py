@@ -16,6 +16,7 @@ from gateway.policy import bundle
 from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.settings import DecisionLogSettings
+from gateway.standin import serve_local
 from tests.factories import REGO, SHIPPED_BUNDLE, policy_input
 
 
@@ -86,11 +87,7 @@ def test_http_sink_gets_gzipped_batches_and_a_failing_sink_is_retried(tmp_path: 
     async def scenario() -> Metrics:
         app = web.Application()
         app.router.add_post("/logs", logs)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await serve_local(app)
         metrics = Metrics()
         engine = _engine()
         settings = DecisionLogSettings(
