@@ -118,9 +118,9 @@ class ChatPipeline:
             principal = authn.principal(request.headers.get("authorization"))
             decision = ctx.decision = await self._decide(principal, parsed, prompt_estimate, use_case, ctx, request)
             max_tokens = parsed.max_tokens or decision.max_tokens
-            if decision.log_level == "content":
+            keep_text = decision.log_level == "content"  # the policy alone decides whether content may be logged
+            if keep_text:
                 ctx.messages = parsed.messages
-            keep_text = decision.log_level == "content"
             result = await self._router.run(
                 parsed, decision, max_tokens, ctx.walk, keep_text=keep_text, client_gone=_disconnected(request)
             )

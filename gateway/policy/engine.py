@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-DECISION_PATH = "gateway/decision"
 LOG_LEVELS = ("content", "metadata")
 
 
