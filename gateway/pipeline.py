@@ -122,7 +122,13 @@ class ChatPipeline:
             if keep_text:
                 ctx.messages = parsed.messages
             result = await self._router.run(
-                parsed, decision, max_tokens, ctx.walk, keep_text=keep_text, client_gone=_disconnected(request)
+                parsed,
+                decision,
+                max_tokens,
+                ctx.walk,
+                keep_text=keep_text,
+                prompt_tokens=prompt_estimate,
+                client_gone=_disconnected(request),
             )
         except GatewayError as exc:
             return self.respond_error(exc, ctx)

@@ -125,9 +125,11 @@ class Router:
         walk: Walk,
         *,
         keep_text: bool,
+        prompt_tokens: int | None = None,
         client_gone: ClientGone | None = None,
     ) -> Completed | Streaming:
-        estimates: dict[str, int] = {}
+        # the prompt was already counted for the requested model (the policy input): never count it twice
+        estimates: dict[str, int] = {chat.model: prompt_tokens} if prompt_tokens is not None else {}
         previous: tuple[str, str] | None = None  # (provider, why we left it)
         for route in decision.routes:
             provider = self._providers.get(route.provider)
