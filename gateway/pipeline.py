@@ -35,7 +35,7 @@ from gateway.metering.meter import Meter
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.decision_log import DecisionLogger
-from gateway.policy.engine import Decision, PolicyEngine
+from gateway.policy.engine import UNAVAILABLE, Decision, PolicyEngine
 from gateway.providers.base import BadUpstreamAnswer, Usage, answer_text
 from gateway.providers.sse import frame
 from gateway.resilience.queue import ClientGone, ClientLeft
@@ -190,7 +190,7 @@ class ChatPipeline:
         if decision.allow:
             return decision
         ctx.decision = decision
-        if decision.error in ("unavailable", "timeout", "server_error", "connection"):
+        if decision.error in UNAVAILABLE:
             raise PolicyUnavailable(
                 "the policy engine cannot answer now; retry later", retry_after=1, decision_id=decision.decision_id
             )

@@ -280,10 +280,10 @@ class Router:
                     raise AttemptFailed("truncated") from None
                 for event in parser.feed(chunk):
                     frames.extend(translator.translate(event))
-        except BadUpstreamAnswer as exc:
+        except AttemptFailed:
+            response.close()
+            raise
+        except (BadUpstreamAnswer, ValueError) as exc:  # ValueError: an SSE event over the size limit
             response.close()
             raise AttemptFailed("bad_answer") from exc
-        except (AttemptFailed, ValueError) as exc:
-            response.close()
-            raise exc if isinstance(exc, AttemptFailed) else AttemptFailed("bad_answer") from exc
         return Streaming(attempt, response, translator, parser, frames, chunks)

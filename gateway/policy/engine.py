@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 LOG_LEVELS = ("content", "metadata")
+# Fail-closed errors that mean the policy engine could not answer (503), as opposed to a policy that
+# answered badly or not at all (undefined, malformed, eval_error: 403).
+UNAVAILABLE = frozenset({"unavailable", "timeout", "server_error", "connection"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,16 @@ import json
 from typing import Any
 
 from gateway.chat import ChatRequest, text_of
-from gateway.providers.base import Answer, BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, non_negative_int, now
+from gateway.providers.base import (
+    Answer,
+    BadUpstreamAnswer,
+    StreamState,
+    UpstreamRequest,
+    Usage,
+    json_object,
+    non_negative_int,
+    now,
+)
 from gateway.providers.sse import DONE, Event, frame
 from gateway.settings import ProviderSettings
 
@@ -140,11 +149,8 @@ class AnthropicAdapter:
         )
 
     def parse(self, body: bytes, request: ChatRequest) -> Answer:
-        try:
-            answer = json.loads(body)
-        except ValueError as exc:
-            raise BadUpstreamAnswer("message is not JSON") from exc
-        if not isinstance(answer, dict) or not isinstance(answer.get("content"), list):
+        answer = json_object(body, "message")
+        if not isinstance(answer.get("content"), list):
             raise BadUpstreamAnswer("message has no content")
         usage = _usage(answer.get("usage"), None)
         text = "".join(b.get("text", "") for b in answer["content"] if isinstance(b, dict) and b.get("type") == "text")
@@ -225,12 +231,7 @@ class AnthropicStream:
     def translate(self, event: Event) -> list[bytes]:
         if event.event == "ping" or not event.data:
             return []
-        try:
-            data = json.loads(event.data)
-        except ValueError as exc:
-            raise BadUpstreamAnswer("stream event is not JSON") from exc
-        if not isinstance(data, dict):
-            raise BadUpstreamAnswer("stream event is not an object")
+        data = json_object(event.data, "stream event")
         kind = data.get("type", event.event)
         if kind == "error":
             raise BadUpstreamAnswer("provider reported an error mid-stream")

@@ -6,6 +6,7 @@ OpenAI chunks, normalising usage to prompt/completion tokens.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -93,3 +94,14 @@ def answer_text(completion: dict[str, Any]) -> str | None:
     except (KeyError, IndexError, TypeError, AttributeError):
         return None
     return content if isinstance(content, str) else None
+
+
+def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    """A provider's answer or stream event as a JSON object, or BadUpstreamAnswer naming `what`."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise BadUpstreamAnswer(f"{what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise BadUpstreamAnswer(f"{what} is not a JSON object")
+    return value

@@ -11,7 +11,15 @@ import json
 from typing import Any
 
 from gateway.chat import ChatRequest
-from gateway.providers.base import Answer, BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, non_negative_int
+from gateway.providers.base import (
+    Answer,
+    BadUpstreamAnswer,
+    StreamState,
+    UpstreamRequest,
+    Usage,
+    json_object,
+    non_negative_int,
+)
 from gateway.providers.sse import DONE, Event
 from gateway.settings import ProviderSettings
 
@@ -64,11 +72,8 @@ class OpenAIAdapter:
 
 def parse_completion(body: bytes) -> Answer:
     """Check the provider's completion and keep its bytes: OpenAI-shaped answers go to the client untouched."""
-    try:
-        answer = json.loads(body)
-    except ValueError as exc:
-        raise BadUpstreamAnswer("completion is not JSON") from exc
-    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+    answer = json_object(body, "completion")
+    if not isinstance(answer.get("choices"), list):
         raise BadUpstreamAnswer("completion has no choices")
     return Answer(answer, body, parse_usage(answer.get("usage")))
 
@@ -82,12 +87,7 @@ class OpenAIStream:
         if event.data == "[DONE]":
             self.state.finished = True
             return []  # sent by close(), after any usage chunk
-        try:
-            chunk = json.loads(event.data)
-        except ValueError as exc:
-            raise BadUpstreamAnswer("stream chunk is not JSON") from exc
-        if not isinstance(chunk, dict):
-            raise BadUpstreamAnswer("stream chunk is not an object")
+        chunk = json_object(event.data, "stream chunk")
         if isinstance(chunk.get("error"), dict):
             raise BadUpstreamAnswer("provider reported an error mid-stream")
         choices = chunk.get("choices") or []

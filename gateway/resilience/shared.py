@@ -106,14 +106,13 @@ class SharedBreakers:
         except STORE_ERRORS as exc:
             self._mark_down(exc)
             return await self._local.admit(provider)
-        reason = reason.decode() if isinstance(reason, bytes) else str(reason)
-        state = state.decode() if isinstance(state, bytes) else str(state)
+        reason, state = _text(reason), _text(state)
         wait = float(wait)
         if reason in ("open", "cooldown", "closed"):
             self._remember(
                 provider, state, wait if reason == "open" else 0.0, wait if reason == "cooldown" else 0.0, None
             )
-        return Admission(allowed == b"1" or allowed == "1" or allowed == 1, reason, wait)
+        return Admission(_text(allowed) == "1", reason, wait)
 
     async def peek(self, provider: str) -> Admission:
         if self._down():
@@ -196,7 +195,7 @@ class SharedBreakers:
         except STORE_ERRORS as exc:
             self._mark_down(exc)
             return None
-        state = state.decode() if isinstance(state, bytes) else str(state)
+        state = _text(state)
         self._remember(provider, state, float(wait), float(cool), int(trips))
         return self._cache[provider]
 
@@ -218,7 +217,7 @@ class SharedBreakers:
             self._mark_down(exc)
             self._local.record_counts(provider, ok, failed, probe=probe)
             return
-        state = state.decode() if isinstance(state, bytes) else str(state)
+        state = _text(state)
         cached = self._cache.get(provider)
         cool_left = max(0.0, cached.cool_until - time.monotonic()) if cached else 0.0
         self._remember(provider, state, float(wait), cool_left, int(trips))
@@ -247,3 +246,8 @@ class SharedBreakers:
             log.warning("breaker store unreachable, using local breakers", extra={"error_type": type(exc).__name__})
             self._reset = asyncio.ensure_future(drop_connections(self._client))
         self._down_until = time.monotonic() + self._retry_seconds
+
+
+def _text(value: Any) -> str:
+    """A Lua reply element as text (redis-py hands back bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
