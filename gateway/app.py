@@ -61,7 +61,7 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     url = settings.state.redis_url
     client = redis_client(url, timeout_ms=settings.state.timeout_ms) if url else None
     upstream = Upstream()
-    meter = Meter(metrics, redis_client=client)
+    meter = Meter(metrics, redis_client=client, expected_instances=settings.state.expected_instances)
     probe_ttl = max((p.timeout_seconds for p in settings.providers), default=60.0) + 5
     breakers: Breakers = (
         SharedBreakers(client, settings.breaker, metrics, probe_ttl=probe_ttl)

@@ -8,9 +8,11 @@
     ├── RequestTooLarge             413     request_too_large
     ├── RateLimited                 429     rate_limited        (Retry-After)
     ├── UpstreamError               502     upstream_error
+    │   └── UpstreamAnswerTooLarge  502     upstream_answer_too_large
     ├── NoRouteAvailable            503     no_route_available  (Retry-After)
     ├── PolicyUnavailable           503     policy_unavailable  (Retry-After)
-    └── UpstreamTimeout             504     upstream_timeout
+    ├── UpstreamTimeout             504     upstream_timeout
+    └── InternalError               500     internal_error      (a defect of ours, never a client's or provider's)
 
 Messages are written by the gateway, never copied from a request, a provider
 answer or a foreign exception: they are safe to log and to return.
@@ -94,6 +96,10 @@ class UpstreamError(GatewayError):
     error_type = "api_error"
 
 
+class UpstreamAnswerTooLarge(UpstreamError):
+    code = "upstream_answer_too_large"
+
+
 class NoRouteAvailable(GatewayError):
     status_code = 503
     code = "no_route_available"
@@ -118,3 +124,9 @@ class ConfigError(Exception):
 
 class BundleError(Exception):
     """A bundle that cannot be built, read, verified or activated: one line naming the problem."""
+
+
+class InternalError(GatewayError):
+    status_code = 500
+    code = "internal_error"
+    error_type = "api_error"

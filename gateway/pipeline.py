@@ -8,6 +8,8 @@ Each stage either passes on or raises a GatewayError, rendered once in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -22,23 +24,24 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from gateway import authn, chat
+from gateway.attempt import Attempt
 from gateway.errors import (
     GatewayError,
+    InternalError,
     InvalidRequest,
     PolicyDenied,
     PolicyUnavailable,
     RequestTooLarge,
     Unauthenticated,
 )
-from gateway.forward import AttemptFailed
 from gateway.metering.meter import Meter
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.engine import UNAVAILABLE, Decision, PolicyEngine
-from gateway.providers.base import BadUpstreamAnswer, Usage, answer_text
-from gateway.providers.sse import frame
-from gateway.resilience.queue import ClientGone, ClientLeft
+from gateway.providers.base import answer_text
+from gateway.resilience.breakers import MAX_COOLDOWN_SECONDS
+from gateway.resilience.queue import ClientLeft
 from gateway.routing import Completed, Router, Streaming, Walk
 from gateway.settings import Settings
 
@@ -121,23 +124,21 @@ class ChatPipeline:
             keep_text = decision.log_level == "content"  # the policy alone decides whether content may be logged
             if keep_text:
                 ctx.messages = parsed.messages
-            result = await self._router.run(
-                parsed,
-                decision,
-                max_tokens,
-                ctx.walk,
-                keep_text=keep_text,
-                prompt_tokens=prompt_estimate,
-                client_gone=_disconnected(request),
-            )
+            async with _client_watch(request):
+                result = await self._router.run(
+                    parsed, decision, max_tokens, ctx.walk, keep_text=keep_text, prompt_tokens=prompt_estimate
+                )
         except GatewayError as exc:
             return self.respond_error(exc, ctx)
         except ClientLeft:
             ctx.status, ctx.error_code = 499, "client_disconnected"
             self.record(ctx)
             return Response(status_code=499)  # nobody is listening; the record says what happened
+        except Exception as exc:  # a defect of ours: still a record and metrics, and no detail in the answer
+            log.error("unexpected error", extra={"error_type": type(exc).__name__})
+            return self.respond_error(InternalError("internal error"), ctx)
         if isinstance(result, Completed):
-            return await self._complete(result, ctx)
+            return self._complete(result, ctx)
         return self._stream(result, ctx)
 
     async def _read_body(self, request: Request) -> bytes:
@@ -199,12 +200,10 @@ class ChatPipeline:
         reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons) or "denied by policy"
         raise PolicyDenied(reasons, decision_id=decision.decision_id)
 
-    async def _complete(self, result: Completed, ctx: Context) -> Response:
+    def _complete(self, result: Completed, ctx: Context) -> Response:
         attempt = result.attempt
         ctx.provider, ctx.model = attempt.provider.name, attempt.route.model
-        ctx.upstream_seconds = result.upstream_seconds
-        assert result.answer.usage is not None  # the router fills in a counted usage when the provider's is unusable
-        await self._settle(ctx, attempt, result.answer.usage)
+        ctx.team_remaining = attempt.reservation.team_remaining
         if ctx.decision and ctx.decision.log_level == "content":
             ctx.completion = answer_text(result.answer.completion)
         self.record(ctx)
@@ -214,96 +213,76 @@ class ChatPipeline:
         attempt = result.attempt
         ctx.provider, ctx.model = attempt.provider.name, attempt.route.model
         ctx.team_remaining = attempt.reservation.team_remaining
-        return StreamingResponse(self._relay(result, ctx), media_type="text/event-stream", headers=ctx.headers())
+        return RelayResponse(self._relay(attempt, ctx), media_type="text/event-stream", headers=ctx.headers())
 
-    async def _relay(self, result: Streaming, ctx: Context) -> AsyncIterator[bytes]:
-        state = result.translator.state
-        recorded = False
+    async def _relay(self, attempt: Attempt, ctx: Context) -> AsyncIterator[bytes]:
+        """Frames from the attempt, untouched; the record once the attempt has settled, however it ended."""
+        relay = attempt.relay()
         try:
-            for first in result.first_frames:
-                yield first
-            while not state.finished:
-                try:
-                    chunk = await result.chunks.__anext__()
-                except StopAsyncIteration:
-                    raise AttemptFailed("truncated") from None
-                for event in result.parser.feed(chunk):
-                    for out in result.translator.translate(event):
-                        yield out
-            for out in result.translator.close():
+            async for out in relay:
                 yield out
-        except (AttemptFailed, BadUpstreamAnswer, ValueError) as exc:
-            reason = exc.reason if isinstance(exc, AttemptFailed) else "bad_answer"
-            ctx.status, ctx.error_code = 502, "upstream_error"
-            recorded = True
-            await self._router.record_outcome(result.attempt, AttemptFailed(reason))
-            yield frame(
-                {
-                    "error": {
-                        "type": "api_error",
-                        "code": "upstream_error",
-                        "message": f"the provider stream failed ({reason}) after it started",
-                        "param": None,
-                    }
-                }
-            )
-        except BaseException:
-            ctx.status, ctx.error_code = 499, "client_disconnected"
-            raise
-        else:
-            recorded = True
-            await self._router.record_outcome(result.attempt, None)
         finally:
             with anyio.CancelScope(shield=True):
-                result.response.close()
-                ctx.upstream_seconds = time.perf_counter() - result.attempt.upstream_started
-                if not recorded:  # the client left: the provider was answering, so this is no failure of its own
-                    await self._router.record_outcome(result.attempt, None)
-                usage = state.usage or Usage(result.attempt.prompt_estimate, state.deltas, reported=False)
-                await self._settle(ctx, result.attempt, usage)
-                if state.keep_text:
+                await relay.aclose()  # settles (abandons) the attempt if the client left mid-stream
+                if attempt.abandoned:
+                    ctx.status, ctx.error_code = 499, "client_disconnected"
+                elif attempt.failure is not None:
+                    ctx.status, ctx.error_code = 502, "upstream_error"
+                state = attempt.state
+                if state is not None and state.keep_text:
                     ctx.completion = "".join(state.text)
+                ctx.team_remaining = attempt.reservation.team_remaining
                 self.record(ctx)
 
-    async def _settle(self, ctx: Context, attempt: Any, usage: Usage) -> None:
-        reservation = attempt.reservation
-        await self._meter.settle(reservation, usage.prompt_tokens + usage.completion_tokens)
-        ctx.team_remaining = reservation.team_remaining
-        ctx.prompt_tokens, ctx.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        price = self._settings.prices.get(attempt.route.model)
-        if price:
-            ctx.cost_usd = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1_000_000
+    def _account(self, ctx: Context, attempt: Attempt, team: str, use_case: str) -> None:
+        """One attempt's charged usage into the request's totals and the cost-attribution metrics."""
+        usage = attempt.usage
+        if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
+            return
+        provider, model = attempt.provider.name, attempt.route.model
+        price = self._settings.prices.get(model)
+        cost = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6 if price else 0.0
+        ctx.prompt_tokens += usage.prompt_tokens
+        ctx.completion_tokens += usage.completion_tokens
+        ctx.cost_usd += cost
+        m = self._metrics
+        m.tokens.labels(team=team, use_case=use_case, provider=provider, model=model, direction="prompt").inc(
+            usage.prompt_tokens
+        )
+        m.tokens.labels(team=team, use_case=use_case, provider=provider, model=model, direction="completion").inc(
+            usage.completion_tokens
+        )
+        m.cost.labels(team=team, use_case=use_case, provider=provider, model=model).inc(cost)
         if usage.reported and usage.prompt_tokens > 0:
-            self._metrics.token_estimate_ratio.labels(
-                provider=attempt.provider.name, model=attempt.route.model
-            ).observe(attempt.prompt_estimate / usage.prompt_tokens)
+            m.token_estimate_ratio.labels(provider=provider, model=model).observe(
+                attempt.prompt_estimate / usage.prompt_tokens
+            )
 
     def respond_error(self, exc: GatewayError, ctx: Context) -> Response:
         ctx.status, ctx.error_code = exc.status_code, exc.code
         headers = ctx.headers()
         if exc.retry_after is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            headers["Retry-After"] = str(max(1, math.ceil(min(exc.retry_after, MAX_COOLDOWN_SECONDS))))
         self.record(ctx)
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
 
     def record(self, ctx: Context) -> None:
+        """Metrics and the one request record. Tokens and cost are what every attempt was charged."""
         d = ctx.decision
         team = d.team if d else ""
         use_case = d.use_case if d else ""
         provider, model = ctx.provider or ctx.walk.last_provider, ctx.model
+        if not model and ctx.walk.tried:
+            model = ctx.walk.tried[-1].route.model
         elapsed = time.perf_counter() - ctx.started
         m = self._metrics
         m.requests.labels(team=team, use_case=use_case, provider=provider, model=model, status=str(ctx.status)).inc()
-        if ctx.prompt_tokens or ctx.completion_tokens:
-            m.tokens.labels(team=team, use_case=use_case, provider=provider, model=model, direction="prompt").inc(
-                ctx.prompt_tokens
-            )
-            m.tokens.labels(team=team, use_case=use_case, provider=provider, model=model, direction="completion").inc(
-                ctx.completion_tokens
-            )
-            m.cost.labels(team=team, use_case=use_case, provider=provider, model=model).inc(ctx.cost_usd)
+        for attempt in ctx.walk.tried:
+            self._account(ctx, attempt, team, use_case)
         m.request_duration.labels(provider=provider).observe(elapsed)
-        if ctx.upstream_seconds is not None:
+        last = ctx.walk.tried[-1] if ctx.walk.tried else None
+        if last is not None and last.upstream_seconds is not None:
+            ctx.upstream_seconds = last.upstream_seconds
             m.upstream_duration.labels(provider=provider).observe(ctx.upstream_seconds)
         log_level = d.log_level if d else "metadata"
         record = {
@@ -342,11 +321,43 @@ def _context_headers(request: Request) -> tuple[str | None, str | None]:
     return use_case, classification
 
 
-def _disconnected(request: Request) -> ClientGone:
-    """Resolves when the client goes away (the body is already read, so the next message is the disconnect)."""
+class RelayResponse(StreamingResponse):
+    """A StreamingResponse that always closes its body iterator, so the attempt settles even when the
+    client leaves while a frame is being sent (Starlette then drops the iterator without closing it)."""
 
-    async def gone() -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
+
+
+@contextlib.asynccontextmanager
+async def _client_watch(request: Request) -> AsyncIterator[None]:
+    """Raise ClientLeft in the body as soon as the client disconnects (the request body is already read,
+    so the next ASGI message is the disconnect). Queued, sending or awaiting an answer: the attempt in
+    flight is cancelled and abandons itself; nothing is left running."""
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+
+    async def watcher() -> None:
+        nonlocal left
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        left = True
+        task.cancel()
 
-    return gone
+    watching = asyncio.create_task(watcher())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        task.uncancel()
+        raise ClientLeft from None
+    finally:
+        watching.cancel()

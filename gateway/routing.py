@@ -12,16 +12,17 @@ during failover. For each route:
 4. take the breaker's admission (a half-open provider hands out a limited
    number of probe permits across instances) and send.
 
-A failure before the first byte reaches the client releases the reservation,
-feeds the breaker, and moves on: a 429 starts the provider's shared cool-down
-and, when the wait fits, queues for the same route; other failures go to the
-next route. Attempts per request are bounded (`queue.max_attempts`). Nothing
-left: 503 no_route_available with Retry-After, or the single route's own
-502/504 when the policy allowed only one.
+A failure before the first byte reaches the client has already been settled
+by its Attempt (see attempt.py); the router moves on: a 429 starts the
+provider's shared cool-down and, when the wait fits and this route has 429
+retries left in this request (`queue.max_retries_per_route`), queues for the
+same route; other failures go to the next route. Attempts per request are
+bounded (`queue.max_attempts`). Nothing left: 503 no_route_available with
+Retry-After, or the single route's own 502/504 when the policy allowed only one.
 
 Non-stream attempts read and parse the whole answer before returning. Stream
-attempts read until the first frame for the client is ready, so a stream that
-fails at once can still fail over.
+attempts read until the first content for the client is ready, so a stream that
+fails at once, or sends only keep-alives, can still fail over.
 """
 
 from __future__ import annotations
@@ -29,52 +30,39 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiohttp
-
+from gateway.attempt import Attempt, Services
 from gateway.chat import ChatRequest
-from gateway.errors import InvalidRequest, NoRouteAvailable, RateLimited, UpstreamError, UpstreamTimeout
+from gateway.errors import (
+    InvalidRequest,
+    NoRouteAvailable,
+    RateLimited,
+    UpstreamAnswerTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from gateway.forward import AttemptFailed, Upstream
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
-from gateway.policy.engine import Decision, Route
-from gateway.providers.base import Adapter, Answer, BadUpstreamAnswer, StreamTranslator, Usage, answer_text
+from gateway.policy.engine import Decision
+from gateway.providers.base import Answer
 from gateway.providers.registry import ADAPTERS
-from gateway.providers.sse import SSEParser
 from gateway.resilience.breakers import Breakers
-from gateway.resilience.queue import ClientGone, CooldownQueue
+from gateway.resilience.queue import CooldownQueue
 from gateway.settings import ProviderSettings, Settings
-
-
-@dataclass
-class Attempt:
-    route: Route
-    provider: ProviderSettings
-    adapter: Adapter
-    reservation: Reservation
-    prompt_estimate: int
-    upstream_started: float
-    probe: bool
 
 
 @dataclass
 class Completed:
     attempt: Attempt
     answer: Answer
-    upstream_seconds: float
 
 
 @dataclass
 class Streaming:
-    attempt: Attempt
-    response: aiohttp.ClientResponse
-    translator: StreamTranslator
-    parser: SSEParser
-    first_frames: list[bytes]
-    chunks: Any  # the async iterator over upstream chunks, already started
+    attempt: Attempt  # opened: its first frames are held, `attempt.relay()` yields them and the rest
 
 
 @dataclass
@@ -87,6 +75,7 @@ class Walk:
     last_provider: str = ""
     team_remaining: float | None = None  # as the store last reported it, for X-RateLimit-Remaining-Tokens
     waited: float = 0.0  # seconds spent in cool-down queues
+    tried: list[Attempt] = field(default_factory=list)  # every attempt sent or settled, in order
 
     def wait_hint(self, seconds: float | None) -> None:
         if seconds is not None and seconds >= 0:
@@ -105,12 +94,12 @@ class Router:
         metrics: Metrics,
     ) -> None:
         self._settings = settings
-        self._upstream = upstream
         self._meter = meter
         self._breakers = breakers
         self._queue = queue
         self._counter = counter
         self._metrics = metrics
+        self._services = Services(upstream, meter, breakers, counter)
         self._providers = {p.name: p for p in settings.providers}
 
     async def estimate(self, chat: ChatRequest) -> int:
@@ -126,19 +115,20 @@ class Router:
         *,
         keep_text: bool,
         prompt_tokens: int | None = None,
-        client_gone: ClientGone | None = None,
     ) -> Completed | Streaming:
         # the prompt was already counted for the requested model (the policy input): never count it twice
         estimates: dict[str, int] = {chat.model: prompt_tokens} if prompt_tokens is not None else {}
         previous: tuple[str, str] | None = None  # (provider, why we left it)
+        q = self._settings.queue
         for route in decision.routes:
             provider = self._providers.get(route.provider)
             if provider is None or route.model not in provider.models:
                 continue
-            while walk.attempts < self._settings.queue.max_attempts:
+            retries = 0  # 429 retries of this route in this request
+            while walk.attempts < q.max_attempts:
                 gate = await self._breakers.peek(provider.name)
                 if not gate.allowed:
-                    if gate.reason == "cooldown" and await self._wait_out(provider.name, gate.wait, walk, client_gone):
+                    if gate.reason == "cooldown" and await self._wait_out(provider.name, gate.wait, walk):
                         continue
                     walk.wait_hint(gate.wait)
                     previous = (provider.name, gate.reason)
@@ -153,9 +143,7 @@ class Router:
                 admission = await self._breakers.admit(provider.name)
                 if not admission.allowed:  # the state moved since the peek (another request's 429 or trip)
                     await self._meter.release(reserved)
-                    if admission.reason == "cooldown" and await self._wait_out(
-                        provider.name, admission.wait, walk, client_gone
-                    ):
+                    if admission.reason == "cooldown" and await self._wait_out(provider.name, admission.wait, walk):
                         continue
                     walk.wait_hint(admission.wait)
                     previous = (provider.name, admission.reason)
@@ -167,16 +155,17 @@ class Router:
                     previous = None
                 walk.attempts += 1
                 walk.last_provider = provider.name
+                adapter = ADAPTERS[provider.kind]
                 attempt = Attempt(
-                    route, provider, ADAPTERS[provider.kind], reserved, prompt, time.perf_counter(), admission.probe
+                    route, provider, adapter, reserved, prompt, probe=admission.probe, services=self._services
                 )
+                walk.tried.append(attempt)
                 try:
                     if chat.stream:
-                        return await self._open_stream(chat, attempt, max_tokens, keep_text=keep_text)
-                    return await self._complete(chat, attempt, max_tokens)
+                        await attempt.open_stream(chat, max_tokens, keep_text=keep_text)
+                        return Streaming(attempt)
+                    return Completed(attempt, await attempt.complete(chat, max_tokens))
                 except AttemptFailed as failure:
-                    await self._meter.release(reserved)
-                    await self._breakers.record(provider.name, not failure.breaker_failure, probe=attempt.probe)
                     walk.failures.append(failure)
                     if failure.reason == "client_error":
                         raise InvalidRequest(
@@ -186,19 +175,20 @@ class Router:
                     if failure.reason == "rate_limited":
                         wait = failure.retry_after if failure.retry_after is not None else 1.0
                         await self._breakers.cooldown(provider.name, wait)
-                        if await self._wait_out(provider.name, wait, walk, client_gone):
+                        if retries < q.max_retries_per_route and await self._wait_out(provider.name, wait, walk):
+                            retries += 1
                             continue
                         walk.wait_hint(wait)
                     previous = (provider.name, failure.reason)
                     break
         raise self._exhausted(decision, walk)
 
-    async def _wait_out(self, provider: str, seconds: float, walk: Walk, client_gone: ClientGone | None) -> bool:
+    async def _wait_out(self, provider: str, seconds: float, walk: Walk) -> bool:
         """Queue for a cool-down when the wait fits this request's remaining queue budget."""
         if walk.waited + seconds > self._settings.queue.max_wait_seconds:
             return False
         started = time.perf_counter()
-        queued = await self._queue.wait(provider, seconds, client_gone)
+        queued = await self._queue.wait(provider, seconds)
         walk.waited += time.perf_counter() - started
         return queued
 
@@ -226,18 +216,25 @@ class Router:
         walk.wait_hint(reserved.retry_after)
         return None
 
-    async def record_outcome(self, attempt: Attempt, failure: AttemptFailed | None) -> None:
-        """A stream's outcome, known only when it ends: feeds the provider's breaker."""
-        ok = failure is None or not failure.breaker_failure
-        await self._breakers.record(attempt.provider.name, ok, probe=attempt.probe)
-
     def _exhausted(self, decision: Decision, walk: Walk) -> Exception:
         retry_after = max(1, math.ceil(walk.retry_after if walk.retry_after is not None else 1))
         reasons = {f.reason for f in walk.failures}
+        if reasons == {"untranslatable"}:
+            return InvalidRequest(
+                "this request cannot be put into the format of any provider the policy allows",
+                decision_id=decision.decision_id,
+            )
         only_one_route = len(decision.routes) == 1 and walk.attempts == 1
         if only_one_route and reasons == {"timeout"}:
             return UpstreamTimeout("the provider timed out", decision_id=decision.decision_id, retry_after=retry_after)
-        if only_one_route and reasons and reasons <= {"connect", "status_5xx", "bad_answer", "truncated", "auth"}:
+        if only_one_route and reasons == {"too_large"}:
+            return UpstreamAnswerTooLarge(
+                "the provider's answer is over this gateway's size limit",
+                decision_id=decision.decision_id,
+                retry_after=retry_after,
+            )
+        failed = {"connect", "status_5xx", "bad_answer", "truncated", "auth", "redirect", "too_large"}
+        if only_one_route and reasons and reasons <= failed:
             return UpstreamError(
                 "the provider failed to answer", decision_id=decision.decision_id, retry_after=retry_after
             )
@@ -246,44 +243,3 @@ class Router:
             retry_after=retry_after,
             decision_id=decision.decision_id,
         )
-
-    async def _complete(self, chat: ChatRequest, attempt: Attempt, max_tokens: int) -> Completed:
-        upstream_model = attempt.provider.models[attempt.route.model]
-        request = attempt.adapter.build(chat, attempt.provider, upstream_model, max_tokens)
-        response = await self._upstream.open(attempt.provider, request, stream=False)
-        body = await self._upstream.read_all(response)
-        try:
-            answer = attempt.adapter.parse(body, chat)
-        except BadUpstreamAnswer as exc:
-            raise AttemptFailed("bad_answer") from exc
-        if answer.usage is None:  # missing or absurd usage: account with our own count, never trust it blindly
-            text = answer_text(answer.completion) or ""
-            completion_tokens = self._counter.count_text(text, attempt.route.model)
-            answer.usage = Usage(attempt.prompt_estimate, completion_tokens, reported=False)
-        seconds = time.perf_counter() - attempt.upstream_started
-        await self._breakers.record(attempt.provider.name, True, probe=attempt.probe)
-        return Completed(attempt, answer, seconds)
-
-    async def _open_stream(self, chat: ChatRequest, attempt: Attempt, max_tokens: int, *, keep_text: bool) -> Streaming:
-        upstream_model = attempt.provider.models[attempt.route.model]
-        request = attempt.adapter.build(chat, attempt.provider, upstream_model, max_tokens)
-        response = await self._upstream.open(attempt.provider, request, stream=True)
-        translator = attempt.adapter.translator(chat, keep_text=keep_text)
-        parser = SSEParser()
-        chunks = self._upstream.chunks(response).__aiter__()
-        frames: list[bytes] = []
-        try:
-            while not frames:
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    raise AttemptFailed("truncated") from None
-                for event in parser.feed(chunk):
-                    frames.extend(translator.translate(event))
-        except AttemptFailed:
-            response.close()
-            raise
-        except (BadUpstreamAnswer, ValueError) as exc:  # ValueError: an SSE event over the size limit
-            response.close()
-            raise AttemptFailed("bad_answer") from exc
-        return Streaming(attempt, response, translator, parser, frames, chunks)

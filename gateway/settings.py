@@ -65,6 +65,9 @@ class StateSettings:
     redis_url: str | None = None
     timeout_ms: int = 50
     workers: int = 1
+    # Instances assumed to share the budgets when Redis is unreachable before any heartbeat was seen:
+    # each takes limit / expected_instances until the real count is known (never the whole limit).
+    expected_instances: int = 2
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,15 @@ class ProviderSettings:
     api_key_env: str | None = None
     api_version: str = "2024-10-21"
     limits: ProviderLimits = field(default_factory=ProviderLimits)
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = 60.0  # to the status line (streams) or the whole answer (non-stream)
     connect_timeout_seconds: float = 5.0
+    first_content_timeout_seconds: float | None = None  # streams: to the first content; None = timeout_seconds
+    stream_timeout_seconds: float = 600.0  # streams: the whole stream, keep-alives or not
+    max_answer_bytes: int = 32 * 1024 * 1024  # a non-stream answer over this is a failed attempt
+
+    @property
+    def first_content_timeout(self) -> float:
+        return self.first_content_timeout_seconds or self.timeout_seconds
 
     def api_key(self) -> str:
         if not self.api_key_env:
@@ -106,6 +116,7 @@ class QueueSettings:
     max_wait_seconds: float = 20.0
     max_depth: int = 1000
     max_attempts: int = 4
+    max_retries_per_route: int = 1  # 429 retries of one route within one request, then the next route
 
 
 @dataclass(frozen=True)
@@ -251,6 +262,10 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"config key providers[{i}].models must map at least one model")
         if p.timeout_seconds <= 0 or p.limits.tokens_per_minute <= 0:
             raise ConfigError(f"config key providers[{i}] needs positive timeout_seconds and limits")
+        if p.stream_timeout_seconds <= 0 or (p.first_content_timeout_seconds or 1) <= 0:
+            raise ConfigError(f"config key providers[{i}] needs positive stream timeouts")
+        if p.max_answer_bytes < 1024:
+            raise ConfigError(f"config key providers[{i}].max_answer_bytes must be at least 1024")
     if settings.state.workers > 1 and not settings.state.redis_url:
         raise ConfigError(
             "state.workers > 1 needs state.redis_url: budgets and breakers must be shared between processes"
@@ -262,6 +277,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("config key policy.opa_url must be an http(s) URL")
     if settings.policy.timeout_ms < 1:
         raise ConfigError("config key policy.timeout_ms must be at least 1")
+    if settings.state.expected_instances < 1 or settings.queue.max_retries_per_route < 0:
+        raise ConfigError("config keys state.expected_instances >= 1 and queue.max_retries_per_route >= 0")
     if settings.listen.max_body_bytes < 1024:
         raise ConfigError("config key listen.max_body_bytes must be at least 1024")
     b = settings.breaker

@@ -3,7 +3,9 @@
 Used by `gateway demo`, the tests and the benchmarks. Each answers
 deterministically and can be scripted per request: latency, an error status,
 429 with Retry-After, a stall, a stream cut after N events, usage missing,
-or an error body that quotes the prompt (as some providers do).
+an error body that quotes the prompt (as some providers do), a redirect, an
+answer written in pieces, a stream of keep-alives only, or raw bytes exactly
+as given (for property tests of what no honest provider would send).
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ class Behavior:
     chunk_delay: float = 0.0  # seconds between stream events
     usage_override: dict[str, Any] | None = None  # report this usage instead (e.g. absurd values)
     prompt_scale: float = 1.0  # non-stream answers bill this multiple of the counted prompt (estimate errors)
+    redirect_to: str | None = None  # answer 307 with this Location
+    pieces: int = 1  # write a non-stream answer in this many pieces...
+    piece_delay: float = 0.0  # ...this many seconds apart
+    keepalive_only: bool = False  # a stream of keep-alives (SSE comments, Anthropic pings) that never has content
+    raw: Raw | None = None  # answer exactly this
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An answer given byte for byte: status, headers, and the body in the pieces it is written in."""
+
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    chunks: tuple[bytes, ...] = ()
+    chunk_delay: float = 0.0
 
 
 @dataclass
@@ -120,8 +137,14 @@ class StandIn:
             await asyncio.sleep(STALL_SECONDS)  # cancelled as soon as the client gives up
         if behavior.latency:
             await asyncio.sleep(behavior.latency)
+        if behavior.redirect_to is not None:
+            return web.Response(status=307, headers={"Location": behavior.redirect_to})
+        if behavior.raw is not None:
+            return await self._raw(request, behavior.raw)
         if behavior.status != 200:
             return self._error(behavior, body)
+        if behavior.keepalive_only:
+            return await self._keepalives(request)
         model = body.get("model") or request.match_info.get("deployment", "deployment")
         prompt_tokens = self._prompt_tokens(body)
         words = behavior.text.split(" ")
@@ -156,7 +179,35 @@ class StandIn:
             }
             if behavior.usage:
                 answer["usage"] = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+        if behavior.pieces > 1:
+            data = json.dumps(answer).encode()
+            size = -(-len(data) // behavior.pieces)
+            chunks = tuple(data[i : i + size] for i in range(0, len(data), size))
+            return await self._raw(
+                request, Raw(200, (("Content-Type", "application/json"),), chunks, behavior.piece_delay)
+            )
         return web.json_response(answer)
+
+    async def _raw(self, request: web.Request, raw: Raw) -> web.StreamResponse:
+        response = web.StreamResponse(status=raw.status, headers=dict(raw.headers))
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for chunk in raw.chunks:
+            await response.write(chunk)
+            if raw.chunk_delay:
+                await asyncio.sleep(raw.chunk_delay)
+        await response.write_eof()
+        return response
+
+    async def _keepalives(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        ping = _sse({"type": "ping"}, "ping") if self.kind == "anthropic" else b": keep-alive\n\n"
+        for _ in range(int(STALL_SECONDS / 0.05)):  # bounded: stops by itself after STALL_SECONDS
+            await response.write(ping)
+            await asyncio.sleep(0.05)
+        await response.write_eof()
+        return response
 
     def _error(self, behavior: Behavior, body: dict[str, Any]) -> web.Response:
         headers = {"Retry-After": behavior.retry_after} if behavior.retry_after is not None else {}
@@ -334,6 +385,7 @@ class StandInServers:
         return self.standins[name]
 
     async def start(self) -> None:
+        _counter()  # load the tokenizer now: a first request must not pay for it (tests run 1 s timeouts)
         for standin in self.standins.values():
             runner, standin.port = await serve_local(standin.app(), standin.port)
             self._runners.append(runner)

@@ -1,9 +1,11 @@
 """Reserve-then-settle token metering over a shared store, with a per-process fallback.
 
 Redis unreachable or slow (timeouts in milliseconds): reservations go to local
-budgets sized to this process's share (limit / live instances, counted by
-heartbeats while Redis was up), `gateway_state_fallback` is 1, and Redis is
-tried again after `retry_seconds`. No request fails because of the store.
+budgets sized to this process's share: limit / live instances, counted by
+heartbeats (scored on Redis time) while Redis was up, or limit /
+`state.expected_instances` when Redis was never reached, so replicas that
+start during an outage never each take the whole limit.
+`gateway_state_fallback` is 1, and Redis is tried again after `retry_seconds`. No request fails because of the store.
 A reservation settles in the store that granted it; a settlement that cannot
 be written is counted and dropped (the bucket refills within a minute anyway).
 """
@@ -15,13 +17,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway import tasks
 from gateway.metering.memory_store import MemoryStore
-from gateway.metering.redis_store import PREFIX, RedisStore
+from gateway.metering.redis_store import PREFIX, RedisStore, script
 from gateway.metering.store import Budget, BudgetStore, Outcome
 from gateway.observe.metrics import Metrics
 from gateway.state import drop_connections
@@ -44,7 +47,12 @@ class Reservation:
 
 class Meter:
     def __init__(
-        self, metrics: Metrics, *, redis_client: aioredis.Redis | None = None, retry_seconds: float = 1.0
+        self,
+        metrics: Metrics,
+        *,
+        redis_client: aioredis.Redis | None = None,
+        retry_seconds: float = 1.0,
+        expected_instances: int = 2,
     ) -> None:
         self._metrics = metrics
         self._client = redis_client
@@ -52,7 +60,9 @@ class Meter:
         self._local = MemoryStore()
         self._retry_seconds = retry_seconds
         self._down_until = 0.0
-        self._instances = 1
+        self._instances: int | None = None  # live instances at the last heartbeat; None until one succeeded
+        self._expected = max(1, expected_instances)
+        self._heartbeat_script: Any = redis_client.register_script(script("heartbeat")) if redis_client else None
         self._instance_id = uuid.uuid4().hex
         self._heartbeat: asyncio.Task[None] | None = None
         self._reset: asyncio.Future[None] | None = None
@@ -122,7 +132,8 @@ class Meter:
         )
 
     def _share(self, budget: Budget) -> Budget:
-        return Budget(budget.key, max(1, budget.limit // max(1, self._instances)))
+        instances = self._instances if self._instances is not None else self._expected
+        return Budget(budget.key, max(1, budget.limit // max(1, instances)))
 
     def _mark_down(self, exc: BaseException) -> None:
         if not self.in_fallback:
@@ -133,17 +144,12 @@ class Meter:
         self._metrics.state_fallback.set(1)
 
     async def _beat(self) -> None:
-        assert self._client is not None
-        key = PREFIX + "instances"
-        now = time.time()
+        assert self._heartbeat_script is not None
         try:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.zadd(key, {self._instance_id: now})
-                pipe.zremrangebyscore(key, "-inf", now - 3 * HEARTBEAT_SECONDS)
-                pipe.zcard(key)
-                pipe.expire(key, 60)
-                results = await pipe.execute()
-            self._instances = max(1, int(results[2]))
+            live = await self._heartbeat_script(
+                keys=[PREFIX + "instances"], args=[self._instance_id, 3 * HEARTBEAT_SECONDS]
+            )
+            self._instances = max(1, int(live))
         except STORE_ERRORS as exc:
             self._mark_down(exc)
 

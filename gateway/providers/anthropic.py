@@ -239,13 +239,13 @@ class AnthropicStream:
             message = data.get("message") or {}
             self._id, self._model = str(message.get("id", "")), str(message.get("model", ""))
             usage = _usage(message.get("usage"), None)
-            if usage:
-                self._prompt = usage.prompt_tokens
-                self.state.usage = Usage(usage.prompt_tokens, usage.completion_tokens)
+            if usage:  # its output_tokens is a placeholder (1): the final count comes with message_delta
+                self._prompt = self.state.prompt_tokens = usage.prompt_tokens
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
+                self.state.deltas += 1  # the tool's name and id: content the client receives
                 index = len(self._tool_index)
                 self._tool_index[int(data.get("index", 0))] = index
                 call = {

@@ -47,7 +47,8 @@ class BadUpstreamAnswer(Exception):
 class StreamState:
     """What a translator learned from a stream so far."""
 
-    usage: Usage | None = None
+    usage: Usage | None = None  # the provider's final usage, once reported
+    prompt_tokens: int | None = None  # the provider's prompt count, when it said so before the end
     finished: bool = False  # a terminal event arrived (finish reason / message_stop / [DONE])
     deltas: int = 0  # completion deltas seen, the fallback count when usage is missing
     text: list[str] = field(default_factory=list)  # completion text, kept only when content may be logged

@@ -53,6 +53,10 @@ class Breakers(Protocol):
 
     async def record(self, provider: str, ok: bool, *, probe: bool = False) -> None: ...
 
+    async def release_probe(self, provider: str) -> None:
+        """Give a half-open probe permit back without a verdict (the client left: no evidence either way)."""
+        ...
+
     async def cooldown(self, provider: str, seconds: float) -> None: ...
 
     async def snapshot(self) -> dict[str, dict[str, object]]: ...
@@ -111,6 +115,9 @@ class LocalBreakers:
 
     async def record(self, provider: str, ok: bool, *, probe: bool = False) -> None:
         self.record_counts(provider, int(ok), int(not ok), probe=probe)
+
+    async def release_probe(self, provider: str) -> None:
+        self.record_counts(provider, 0, 0, probe=True)
 
     def record_counts(self, provider: str, ok: int, failed: int, *, probe: bool = False) -> str:
         s, now = self._settings, self._clock()

@@ -133,6 +133,12 @@ class SharedBreakers:
         pending = self._pending_ok.pop(provider, 0)
         await self._record(provider, pending + int(ok), int(not ok), probe=probe)
 
+    async def release_probe(self, provider: str) -> None:
+        if self._down():
+            self._local.record_counts(provider, 0, 0, probe=True)
+            return
+        await self._record(provider, 0, 0, probe=True)
+
     async def cooldown(self, provider: str, seconds: float) -> None:
         await self._local.cooldown(provider, seconds)  # this instance backs off even if Redis is gone
         if self._down():
