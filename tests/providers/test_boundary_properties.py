@@ -193,7 +193,7 @@ def bench() -> Iterator[Bench]:
     upstream = Upstream()
     loop.run(servers.start())
     loop.run(upstream.start())
-    per_kind = {}
+    per_kind: dict[str, Settings] = {}
     for s in standins:
         first = {**provider_config(s, timeout_seconds=2.0), "first_content_timeout_seconds": 1.0}
         second = {**first, "name": s.name.replace("-a", "-b")}  # the same server as a second route
