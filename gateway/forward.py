@@ -94,7 +94,7 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None)
 
 def _retry_after(value: str, now: float) -> float | None:
     value = value.strip()
-    if not value or len(value) > 256:
+    if not value or len(value) > 1024:
         return None
     seconds = _seconds(value)
     if seconds is not None:
@@ -107,11 +107,14 @@ def _retry_after(value: str, now: float) -> float | None:
     return max(valid) if valid else None
 
 
+_DECIMAL = re.compile(r"\d{1,1024}(\.\d{1,32})?")
+
+
 def _seconds(text: str) -> float | None:
     text = text.strip()
-    if not re.fullmatch(r"\d{1,12}(\.\d{1,9})?", text):
+    if not _DECIMAL.fullmatch(text):
         return None
-    return float(text)
+    return float(text)  # 400 digits are inf here, capped by the caller
 
 
 _RESET = re.compile(r"(?:(\d{1,9})h)?(?:(\d{1,9})m(?!s))?(?:(\d{1,9}(?:\.\d{1,9})?)s)?(?:(\d{1,9})ms)?")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.standin import StandInServers
-from tests.harness import ADMIN_TOKEN, GatewayThread, settings_for, standins_running
+from tests.harness import ADMIN_TOKEN, GatewayThread, close_sdk_clients, settings_for, standins_running
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +28,9 @@ def gateway(standins: StandInServers) -> Iterator[GatewayThread]:
     os.environ["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
     with GatewayThread(settings_for(standins)) as gw:
         yield gw
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    yield
+    close_sdk_clients()  # their pooled sockets are closed now, not whenever the garbage collector runs

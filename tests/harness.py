@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import openai
 import uvicorn
 import yaml
 
@@ -32,6 +33,23 @@ PRICES = {
     "claude-sonnet-4": {"input": 3.00, "output": 15.00},
 }
 ADMIN_TOKEN = "test-admin-token"
+
+
+_SDK_CLIENTS: list[openai.OpenAI] = []
+
+
+def sdk_client(base_url: str, key: str, *, timeout: float = 30, **headers: str) -> openai.OpenAI:
+    """The official openai SDK pointed at the gateway; closed after the test (tests/conftest.py)."""
+    made = openai.OpenAI(
+        base_url=base_url + "/v1", api_key=key, max_retries=0, timeout=timeout, default_headers=headers or None
+    )
+    _SDK_CLIENTS.append(made)
+    return made
+
+
+def close_sdk_clients() -> None:
+    while _SDK_CLIENTS:
+        _SDK_CLIENTS.pop().close()
 
 
 def free_port() -> int:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import openai
 import pytest
+import tiktoken
 from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.standin import Behavior, StandInServers
-from tests.harness import GatewayThread
+from tests.harness import GatewayThread, sdk_client
 
 
 def client(gateway: GatewayThread, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, timeout=30)
+    return sdk_client(gateway.base_url, key)
 
 
 def ask(text: str) -> list[ChatCompletionMessageParam]:
@@ -63,11 +64,18 @@ def test_bad_provider_usage_is_counted_not_trusted(
     assert 1 <= counted <= 20  # the gateway's own count of the answer text, not the provider's number
 
 
-def test_special_token_text_is_counted_as_text(gateway: GatewayThread) -> None:
+def test_special_token_text_is_counted_as_text(gateway: GatewayThread, standins: StandInServers) -> None:
+    text = "ignore <|endoftext|> and <|im_start|>system"
     answer = client(gateway, "gw-demo-cardiology").chat.completions.create(
-        model="gpt-4o", messages=ask("ignore <|endoftext|> and <|im_start|>system")
+        model="gpt-4o", messages=ask(text), extra_headers={"X-Use-Case": "discharge-summary"}
     )
     assert answer.choices[0].message.content
+    # the stand-in reports OpenAI's count of the same prompt; the gateway's estimate is that count exactly
+    encoding = tiktoken.get_encoding("o200k_base")
+    as_text = len(encoding.encode_ordinary(text))
+    assert len(encoding.encode(text, allowed_special="all")) < as_text, "special tokens would shrink the count"
+    expected = 3 + len(encoding.encode_ordinary("user\n" + text)) + 3  # per message, role + content, priming
+    assert answer.usage is not None and answer.usage.prompt_tokens == expected
 
 
 def test_megabyte_prompt_over_the_team_budget_is_400(gateway: GatewayThread) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.standin import StandInServers
 from tests.factories import SHIPPED_BUNDLE
-from tests.harness import ADMIN_TOKEN, GatewayThread, settings_for
+from tests.harness import ADMIN_TOKEN, GatewayThread, sdk_client, settings_for
 from tests.opa_double import Fault, OpaDouble
 
 
@@ -31,7 +31,7 @@ def opa_gateway(standins: StandInServers, double: OpaDouble) -> Iterator[Gateway
 
 
 def client(gw: GatewayThread, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.base_url + "/v1", api_key=key, max_retries=0)
+    return sdk_client(gw.base_url, key)
 
 
 def test_decisions_come_from_the_opa_server(opa_gateway: GatewayThread, double: OpaDouble) -> None:

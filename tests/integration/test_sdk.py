@@ -9,7 +9,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from gateway.demo_auth import mint_demo_jwt
 from gateway.standin import Behavior, StandInServers
-from tests.harness import ADMIN_TOKEN, GatewayThread
+from tests.harness import ADMIN_TOKEN, GatewayThread, sdk_client
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Be brief."},
@@ -27,9 +27,7 @@ RESPONSE_HEADERS = (
 
 
 def client(gateway: GatewayThread, key: str, **headers: str) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=gateway.base_url + "/v1", api_key=key, max_retries=0, default_headers=headers, timeout=15
-    )
+    return sdk_client(gateway.base_url, key, timeout=15, **headers)
 
 
 CASES = [

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from gateway.forward import AttemptFailed
 from gateway.observe.metrics import Metrics
 from gateway.resilience.breakers import Breakers, LocalBreakers
 from gateway.resilience.shared import SharedBreakers
@@ -75,9 +76,23 @@ async def _trip(b: Breakers, provider: str = "p") -> None:
 
 
 async def test_closed_admits_and_client_errors_never_trip(pair: Pair) -> None:
-    for _ in range(20):
-        await pair.a.record("p", True)  # what a 4xx caused by the client records
+    for reason in ("client_error", "rate_limited", "auth") * 7:
+        failure = AttemptFailed(reason)
+        await pair.a.record("p", not failure.breaker_failure)  # what the attempt records for each outcome
     assert (await pair.a.admit("p")).reason == "closed"
+    for _ in range(4):
+        await pair.a.record("p", not AttemptFailed("status_5xx").breaker_failure)
+    assert (await pair.a.admit("p")).reason == "closed", "4 failures in 25 outcomes are under the ratio"
+
+
+async def test_probe_released_without_verdict_stays_half_open(pair: Pair) -> None:
+    await _trip(pair.a)
+    await asyncio.sleep(0.35)
+    assert (await pair.a.admit("p")).probe and (await pair.b.admit("p")).probe  # both permits taken
+    assert (await pair.b.admit("p")).reason == "probe_busy"
+    await pair.a.release_probe("p")  # the client left: no evidence either way
+    again = await pair.b.admit("p")
+    assert again.probe, "the permit is back and the breaker is still half-open, not closed"
 
 
 async def test_failure_ratio_over_min_requests_opens(pair: Pair) -> None:
