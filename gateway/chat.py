@@ -106,6 +106,11 @@ def _check_message(message: Any, i: int) -> None:
                 raise InvalidRequest(f"{where}.content[{j}] must be an object with a type", param=f"{where}.content")
             if part["type"] == "text" and not isinstance(part.get("text"), str):
                 raise InvalidRequest(f"{where}.content[{j}].text must be a string", param=f"{where}.content")
+            image = part.get("image_url")
+            if part["type"] == "image_url" and not (isinstance(image, dict) and isinstance(image.get("url"), str)):
+                raise InvalidRequest(
+                    f"{where}.content[{j}].image_url must be an object with a string url", param=f"{where}.content"
+                )
     elif not isinstance(content, str):
         raise InvalidRequest(f"{where}.content must be a string or an array of parts", param=f"{where}.content")
     tool_calls = message.get("tool_calls")

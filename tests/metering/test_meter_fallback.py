@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.redis_store import PREFIX
 from gateway.metering.store import Budget
@@ -66,5 +68,37 @@ def test_redis_that_never_answered_starts_in_fallback() -> None:
         assert time.perf_counter() - started < 0.5  # milliseconds, not seconds
         await meter.close()
         await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_redis_down_at_start_shares_by_the_expected_instance_count() -> None:
+    async def scenario() -> None:
+        client = redis_client("redis://127.0.0.1:1/0", timeout_ms=50)
+        meter = Meter(Metrics(), redis_client=client, expected_instances=3)
+        await meter.start()
+        local = await meter.reserve(TEAM, PROVIDER, 10)
+        assert isinstance(local, Reservation) and meter.mode == "fallback"
+        assert local.team.limit == 3000, "never the whole limit: 9000 / 3 expected instances"
+        await meter.close()
+        await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_heartbeats_are_scored_on_redis_time_not_the_instance_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        with RedisServer() as server:
+            client = redis_client(server.url, timeout_ms=200)
+            honest, fast = Meter(Metrics(), redis_client=client), Meter(Metrics(), redis_client=client)
+            await honest.start()
+            real = time.time
+            monkeypatch.setattr(time, "time", lambda: real() + 20)  # this instance's clock runs 20 s fast
+            await fast.start()
+            await honest._beat()
+            assert fast._instances == 2 and honest._instances == 2, "the fast clock expired the other instance"
+            await fast.close()
+            await honest.close()
+            await client.aclose()
 
     asyncio.run(scenario())
