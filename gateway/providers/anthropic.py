@@ -137,6 +137,8 @@ class AnthropicAdapter:
                 }
                 for t in source["tools"]
             ]
+        if isinstance(source.get("user"), str):
+            body["metadata"] = {"user_id": source["user"]}
         choice = _tool_choice(source.get("tool_choice"))
         if choice:
             body["tool_choice"] = choice

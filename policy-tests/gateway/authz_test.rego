@@ -79,3 +79,37 @@ test_allow_limits_come_from_team if {
 	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", null, null)
 	d.limits == {"tokens_per_minute": 200000, "max_tokens": 4096}
 }
+
+test_deny_phi_team_declassifying_to_none if {
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "discharge-summary", "none")
+	h.reason_codes(d) == {"phi_declassification_not_granted"}
+	d.routes == []
+}
+
+test_deny_phi_team_declassifying_to_pii if {
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "clinical-notes", "pii")
+	h.reason_codes(d) == {"phi_declassification_not_granted"}
+}
+
+test_deny_phi_team_declassifying_with_default_use_case if {
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", null, "none")
+	h.reason_codes(d) == {"phi_declassification_not_granted"}
+}
+
+test_allow_phi_team_declassifying_where_granted if {
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "patient-education", "none")
+	d.allow
+	d.data_classification == "none"
+	"openai-us" in h.route_providers(d) # compliance allowed it: non-BAA routes are open for this use case
+}
+
+test_allow_phi_team_declaring_phi_anywhere if {
+	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "discharge-summary", "phi")
+	d.allow
+	d.data_classification == "phi"
+}
+
+test_allow_non_phi_team_declaring_none if {
+	d := gateway.decision with input as h.request_input(h.eu_research_key, "gpt-4o", "literature-review", "none")
+	d.allow
+}

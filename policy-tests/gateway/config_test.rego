@@ -5,7 +5,10 @@ package gateway.config_test
 
 import data.gateway.config
 
-_team_fields := {"api_keys_sha256", "jwt", "models", "use_cases", "phi", "regions", "log_content", "tokens_per_minute", "max_tokens"}
+_team_fields := {
+	"api_keys_sha256", "jwt", "models", "use_cases", "phi", "declassify_use_cases",
+	"regions", "log_content", "tokens_per_minute", "max_tokens",
+}
 
 test_config_every_team_has_required_fields if {
 	every _, team in config.teams {
@@ -51,4 +54,18 @@ test_config_default_use_case_is_entitled if {
 	every _, team in config.teams {
 		team.default_use_case in team.use_cases
 	}
+}
+
+test_config_declassify_use_cases_are_entitled if {
+	every _, team in config.teams {
+		every u in team.declassify_use_cases {
+			u in team.use_cases
+		}
+	}
+}
+
+test_config_jwt_lifetime_is_bounded if {
+	is_number(config.jwt.max_lifetime_seconds)
+	config.jwt.max_lifetime_seconds > 0
+	config.jwt.max_lifetime_seconds <= 86400
 }

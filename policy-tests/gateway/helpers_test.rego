@@ -38,6 +38,18 @@ token(claims, jwk) := io.jwt.encode_sign({"alg": "ES256", "typ": "JWT"}, claims,
 
 claims(team, exp) := {"iss": "https://idp.test", "aud": "llm-gateway", "team": team, "sub": "app-1", "exp": exp}
 
+# Claims issued now, valid for `ttl` seconds.
+fresh_claims(team, ttl) := object.union(claims(team, now_s + ttl), {"iat": now_s})
+
+now_s := round(time.now_ns() / 1000000000)
+
+# A token with a header of our choosing and no valid signature.
+unsigned_token(header, payload) := concat(".", [
+	base64url.encode_no_pad(json.marshal(header)),
+	base64url.encode_no_pad(json.marshal(payload)),
+	"c2lnbmF0dXJl",
+])
+
 # 2100-01-01 and 2001-09-09, in seconds.
 far_future := 4102444800
 

@@ -12,9 +12,11 @@ test_route_phi_only_baa_providers if {
 	}
 }
 
-test_route_phi_team_declaring_none_may_use_non_baa if {
-	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "discharge-summary", "none")
-	"openai-us" in h.route_providers(d)
+test_route_phi_team_declaring_none_may_use_non_baa_only_where_granted if {
+	granted := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "patient-education", "none")
+	"openai-us" in h.route_providers(granted)
+	refused := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "discharge-summary", "none")
+	h.route_providers(refused) == []
 }
 
 test_route_pii_needs_no_baa_but_keeps_residency if {

@@ -61,6 +61,22 @@ deny contains {"code": "phi_not_permitted", "message": sprintf("team %s is not c
 }
 
 # METADATA
+# title: PHI declassification not granted
+# description: |
+#   A team cleared for PHI declared a lower classification (pii or none) for a
+#   use case compliance has not listed in its declassify_use_cases. Without this
+#   rule a PHI team could route its own requests to providers without a BAA, or
+#   turn on content logging, with one header.
+# custom:
+#   code: phi_declassification_not_granted
+deny contains {"code": "phi_declassification_not_granted", "message": sprintf("team %s handles PHI: a lower classification is allowed only in its declassify_use_cases", [gateway.authn.team])} if {
+	_authenticated
+	gateway.team.phi == true
+	input.context.data_classification in {"pii", "none"}
+	not gateway.requested_use_case in object.get(gateway.team, "declassify_use_cases", [])
+}
+
+# METADATA
 # title: max_tokens over the cap
 # description: The request asks for more completion tokens than the team's cap.
 # custom:
