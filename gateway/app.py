@@ -90,10 +90,13 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
     admin_digest = hashlib.sha256(admin_token.encode()).digest() if admin_token else None
 
     def admin_ok(request: Request) -> bool:
+        """`Authorization: Bearer <admin token>`, compared by hash; any other scheme is refused."""
         if admin_digest is None:
             return False
-        token = request.headers.get("authorization", "").partition(" ")[2].strip()
-        return hmac.compare_digest(hashlib.sha256(token.encode()).digest(), admin_digest)
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(hashlib.sha256(token.strip().encode()).digest(), admin_digest)
 
     async def chat_completions(request: Request) -> Response:
         return await c.pipeline(request)
@@ -101,6 +104,8 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
     async def models(request: Request) -> Response:
         ctx = Context()
         principal = authn.principal(request.headers.get("authorization"))
+        if authn.precheck(principal, c.policy.known_api_key_hashes()) == "refuse":
+            return c.pipeline.respond_error(Unauthenticated("no valid API key or token for a known team"), ctx)
         allowed: list[str] = []
         for name in sorted({m for p in settings.providers for m in p.models}):
             policy_input = _models_input(principal, name, request)

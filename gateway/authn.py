@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 MAX_CREDENTIAL = 8192
 
@@ -43,3 +44,14 @@ def looks_like_jwt(token: str) -> bool:
     except ValueError:
         return False
     return isinstance(header, dict) and "alg" in header
+
+
+def precheck(principal: Principal, known_keys: frozenset[str] | None) -> Literal["refuse", "known", "unverified"]:
+    """What can be said of a credential before any costly work: no credential or a key the policy does not
+    list is refused at once (401); a listed key is known; a JWT, or any key when the list is not available
+    (OPA server mode), waits for the policy's decision (and its body read takes a bounded slot)."""
+    if principal.api_key_sha256 is not None:
+        if known_keys is None:
+            return "unverified"
+        return "known" if principal.api_key_sha256 in known_keys else "refuse"
+    return "unverified" if principal.jwt is not None else "refuse"

@@ -6,6 +6,7 @@ value: a message's text may be a patient's words.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class ChatRequest:
     max_tokens: int | None
     include_usage: bool
     body: dict[str, Any]  # the whole validated body, for adapters to translate
+    size: int = 0  # the body's length in bytes as received (0 when built from a dict): how costly counting is
 
 
 def parse(raw: bytes) -> ChatRequest:
@@ -42,9 +44,11 @@ def parse(raw: bytes) -> ChatRequest:
         body = json.loads(text)
     except ValueError:
         raise InvalidRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
-    return from_body(body)
+    return dataclasses.replace(from_body(body), size=len(raw))
 
 
 def from_body(body: dict[str, Any]) -> ChatRequest:
@@ -121,14 +125,22 @@ def _check_message(message: Any, i: int) -> None:
 
 
 def _max_tokens(body: dict[str, Any]) -> int | None:
+    """The completion cap, validated in both of its spellings: the value the policy sees is exactly the
+    value the provider gets, so two different values are refused rather than one of them chosen."""
+    found: dict[str, int] = {}
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if value is None:
             continue
         if not _is_int(value) or not 1 <= value <= MAX_TOKENS_CEILING:
             raise InvalidRequest(f"{name} must be an integer from 1 to {MAX_TOKENS_CEILING}", param=name)
-        return int(value)
-    return None
+        found[name] = int(value)
+    if len(set(found.values())) > 1:
+        raise InvalidRequest(
+            "max_tokens and max_completion_tokens differ: send one of them (or the same value in both)",
+            param="max_tokens",
+        )
+    return next(iter(found.values()), None)
 
 
 def _is_int(value: Any) -> bool:

@@ -5,12 +5,14 @@
     ├── Unauthenticated             401     unauthenticated
     ├── PolicyDenied                403     policy_denied
     ├── NotFound                    404     not_found
+    ├── RequestTimeout              408     request_timeout     (the body did not arrive in time)
     ├── RequestTooLarge             413     request_too_large
     ├── RateLimited                 429     rate_limited        (Retry-After)
     ├── UpstreamError               502     upstream_error
     │   └── UpstreamAnswerTooLarge  502     upstream_answer_too_large
     ├── NoRouteAvailable            503     no_route_available  (Retry-After)
     ├── PolicyUnavailable           503     policy_unavailable  (Retry-After)
+    ├── ServerBusy                  503     server_busy         (Retry-After; too many unverified bodies)
     ├── UpstreamTimeout             504     upstream_timeout
     └── InternalError               500     internal_error      (a defect of ours, never a client's or provider's)
 
@@ -76,6 +78,18 @@ class NotFound(GatewayError):
     status_code = 404
     code = "not_found"
     error_type = "invalid_request_error"
+
+
+class RequestTimeout(GatewayError):
+    status_code = 408
+    code = "request_timeout"
+    error_type = "invalid_request_error"
+
+
+class ServerBusy(GatewayError):
+    status_code = 503
+    code = "server_busy"
+    error_type = "api_error"
 
 
 class RequestTooLarge(GatewayError):

@@ -31,7 +31,9 @@ from gateway.errors import (
     InvalidRequest,
     PolicyDenied,
     PolicyUnavailable,
+    RequestTimeout,
     RequestTooLarge,
+    ServerBusy,
     Unauthenticated,
 )
 from gateway.metering.meter import Meter
@@ -107,18 +109,17 @@ class ChatPipeline:
         self._meter = meter
         self._metrics = metrics
         self._models = {m for p in settings.providers for m in p.models}
+        self._unverified_reads = asyncio.Semaphore(settings.listen.max_unverified_body_reads)
 
     async def __call__(self, request: Request) -> Response:
         ctx = Context()
         try:
-            raw = await self._read_body(request)
+            principal = authn.principal(request.headers.get("authorization"))
+            raw = await self._read_body(request, authn.precheck(principal, self._policy.known_api_key_hashes()))
             parsed = chat.parse(raw)
             ctx.stream = parsed.stream
             use_case, ctx.classification = _context_headers(request)
-            if parsed.model not in self._models:
-                raise InvalidRequest("model is not served by this gateway; GET /v1/models lists yours", param="model")
             prompt_estimate = await self._router.estimate(parsed)
-            principal = authn.principal(request.headers.get("authorization"))
             decision = ctx.decision = await self._decide(principal, parsed, prompt_estimate, use_case, ctx, request)
             max_tokens = parsed.max_tokens or decision.max_tokens
             keep_text = decision.log_level == "content"  # the policy alone decides whether content may be logged
@@ -141,20 +142,37 @@ class ChatPipeline:
             return self._complete(result, ctx)
         return self._stream(result, ctx)
 
-    async def _read_body(self, request: Request) -> bytes:
-        limit = self._settings.listen.max_body_bytes
+    async def _read_body(self, request: Request, credential: str) -> bytes:
+        """The body, after a look at the credential: none, or a key the policy does not list, is refused
+        before a byte of it is read; a credential only the policy can verify takes one of a bounded number
+        of slots. Over `listen.max_body_bytes`: 413; not all there within `listen.body_timeout_seconds`: 408."""
+        if credential == "refuse":
+            raise Unauthenticated("no valid API key or token for a known team")
+        listen = self._settings.listen
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise RequestTooLarge(f"request body is over the {limit} byte limit")
+        if declared and declared.isdigit() and int(declared) > listen.max_body_bytes:
+            raise RequestTooLarge(f"request body is over the {listen.max_body_bytes} byte limit")
+        if credential == "known":
+            return await self._receive(request, listen.max_body_bytes, listen.body_timeout_seconds)
+        if self._unverified_reads.locked():
+            raise ServerBusy("too many requests are waiting to be authenticated; retry shortly", retry_after=1)
+        async with self._unverified_reads:
+            return await self._receive(request, listen.max_body_bytes, listen.body_timeout_seconds)
+
+    @staticmethod
+    async def _receive(request: Request, limit: int, seconds: float) -> bytes:
         chunks, size = [], 0
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise RequestTooLarge(f"request body is over the {limit} byte limit")
-                chunks.append(chunk)
+            async with asyncio.timeout(seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise RequestTooLarge(f"request body is over the {limit} byte limit")
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise InvalidRequest("the client disconnected while sending the request") from None
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {seconds:g} seconds") from None
         return b"".join(chunks)
 
     async def _decide(
@@ -170,7 +188,8 @@ class ChatPipeline:
             "principal": principal.as_input(),
             "request": {
                 "endpoint": "chat.completions",
-                "model": parsed.model,
+                # a model name this gateway does not serve is client text: never into the policy input or its log
+                "model": parsed.model if parsed.model in self._models else None,
                 "stream": parsed.stream,
                 "max_tokens": parsed.max_tokens,
                 "prompt_tokens": prompt_tokens,
@@ -188,8 +207,6 @@ class ChatPipeline:
         self._decision_log.record(policy_input, decision, path="gateway/decision", eval_ns=elapsed)
         outcome = "error" if decision.error else ("allow" if decision.allow else "deny")
         self._metrics.policy_decisions.labels(result=outcome).inc()
-        if decision.allow:
-            return decision
         ctx.decision = decision
         if decision.error in UNAVAILABLE:
             raise PolicyUnavailable(
@@ -197,6 +214,14 @@ class ChatPipeline:
             )
         if decision.unauthenticated:
             raise Unauthenticated("no valid API key or token for a known team", decision_id=decision.decision_id)
+        if parsed.model not in self._models:  # only now: nothing about models is said to a stranger
+            raise InvalidRequest(
+                "model is not served by this gateway; GET /v1/models lists yours",
+                param="model",
+                decision_id=decision.decision_id,
+            )
+        if decision.allow:
+            return decision
         reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons) or "denied by policy"
         raise PolicyDenied(reasons, decision_id=decision.decision_id)
 

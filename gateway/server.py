@@ -8,6 +8,7 @@ import uvicorn
 
 from gateway import settings as settings_module
 from gateway.app import build_app
+from gateway.frontdoor import guarded_protocol
 from gateway.observe import logs
 
 
@@ -23,7 +24,8 @@ def serve(*, config_path: str | None, host: str | None, port: int | None) -> int
         access_log=False,
         server_header=False,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings.listen),  # header size, count and time limits (frontdoor.py)
+        ws="none",  # no WebSockets: an upgrade request is plain HTTP, and nothing logs its URL
         timeout_graceful_shutdown=10,
     )
     return 0

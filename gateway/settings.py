@@ -26,9 +26,16 @@ ProviderKind = Literal["openai", "azure_openai", "anthropic"]
 
 @dataclass(frozen=True)
 class Listen:
+    """The front door's limits: what an unknown client can make the gateway hold, and for how long."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
+    body_timeout_seconds: float = 30.0  # the whole body must arrive within this (408 otherwise)
+    max_header_bytes: int = 32 * 1024  # request line + headers (431 otherwise)
+    max_headers: int = 100
+    header_timeout_seconds: float = 10.0  # headers must be complete within this (408 otherwise)
+    max_unverified_body_reads: int = 64  # bodies read at once for credentials the policy has yet to verify
 
 
 @dataclass(frozen=True)
@@ -279,8 +286,15 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("config key policy.timeout_ms must be at least 1")
     if settings.state.expected_instances < 1 or settings.queue.max_retries_per_route < 0:
         raise ConfigError("config keys state.expected_instances >= 1 and queue.max_retries_per_route >= 0")
-    if settings.listen.max_body_bytes < 1024:
+    listen = settings.listen
+    if listen.max_body_bytes < 1024:
         raise ConfigError("config key listen.max_body_bytes must be at least 1024")
+    if listen.max_header_bytes < 1024 or listen.max_headers < 8 or listen.max_unverified_body_reads < 1:
+        raise ConfigError(
+            "config key listen needs max_header_bytes >= 1024, max_headers >= 8, max_unverified_body_reads >= 1"
+        )
+    if listen.body_timeout_seconds <= 0 or listen.header_timeout_seconds <= 0:
+        raise ConfigError("config keys listen.body_timeout_seconds and listen.header_timeout_seconds must be positive")
     b = settings.breaker
     if not 0 < b.failure_ratio <= 1 or b.min_requests < 1 or b.half_open_probes < 1:
         raise ConfigError("config key breaker needs 0 < failure_ratio <= 1, min_requests >= 1, half_open_probes >= 1")

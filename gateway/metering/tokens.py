@@ -96,15 +96,28 @@ def encoding_for(model: str) -> str | None:
 
 
 class TokenCounter:
-    def __init__(self) -> None:
+    def __init__(self, *, off_loop_concurrency: int = 2) -> None:
         install_offline_files()
         self._encodings = {name: tiktoken.get_encoding(name) for name in _SOURCES}
+        self._off_loop = asyncio.Semaphore(off_loop_concurrency)
 
     def count_text(self, text: str, model: str) -> int:
+        """Tokens of `text` for `model`. Never raises: should the tokenizer fail on some input (it panics,
+        a BaseException, on a million consecutive spaces in one piece), the count falls back to the
+        UTF-8 byte length, which no BPE count exceeds."""
         encoding = encoding_for(model)
-        if encoding is None:
-            return math.ceil(len(self._encodings["cl100k_base"].encode_ordinary(text)) * ESTIMATE_FACTOR)
-        return len(self._encodings[encoding].encode_ordinary(text))
+        try:
+            if encoding is None:
+                return math.ceil(self._count(text, "cl100k_base") * ESTIMATE_FACTOR)
+            return self._count(text, encoding)
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException:  # pyo3 panics (PanicException) derive from BaseException
+            return len(text.encode("utf-8", errors="replace"))
+
+    def _count(self, text: str, encoding: str) -> int:
+        encoder = self._encodings[encoding]
+        return sum(len(encoder.encode_ordinary(piece)) for piece in _pieces(text))
 
     def is_estimate(self, model: str) -> bool:
         return encoding_for(model) is None
@@ -129,11 +142,32 @@ class TokenCounter:
         return fixed + self.count_text("\n".join(texts), model)
 
     async def prompt_tokens_async(self, request: ChatRequest, model: str) -> int:
-        """As prompt_tokens; large prompts are encoded in a thread (the Rust encoder releases the GIL)."""
-        size = sum(len(text_of(m.get("content"))) for m in request.messages)
+        """As prompt_tokens; a large request (by its whole body: tools count too) is encoded in a thread
+        (the Rust encoder releases the GIL), a bounded number at a time, so the event loop keeps serving."""
+        size = request.size or sum(len(text_of(m.get("content"))) for m in request.messages)
         if size > OFF_LOOP_CHARS:
-            return await asyncio.to_thread(self.prompt_tokens, request, model)
+            async with self._off_loop:
+                return await asyncio.to_thread(self.prompt_tokens, request, model)
         return self.prompt_tokens(request, model)
+
+
+PIECE_CHARS = 65_536
+
+
+def _pieces(text: str) -> list[str]:
+    """Text in pieces of at most about PIECE_CHARS, cut before a space where there is one: the encoder's
+    regex backtracks without bound on very long runs. Counts differ from one piece by a token per cut."""
+    if len(text) <= PIECE_CHARS:
+        return [text]
+    pieces, start = [], 0
+    while start < len(text):
+        end = min(start + PIECE_CHARS, len(text))
+        if end < len(text):
+            cut = text.rfind(" ", start + PIECE_CHARS // 2, end)
+            end = cut if cut > start else end
+        pieces.append(text[start:end])
+        start = end
+    return pieces
 
 
 def _image_parts(content: Any) -> int:

@@ -2,7 +2,9 @@
 
 How leaks are prevented, not just avoided:
 - A log record's arguments are never interpolated (a library's `log.info("%s", body)`
-  prints only its template), except uvicorn's own startup lines.
+  prints only its template), except in a short list of uvicorn's startup templates
+  whose arguments are a process id or the listening address. No request's path or
+  query string is ever interpolated (WebSockets are off; see frontdoor.py).
 - Exceptions are logged as their type name; their text and traceback never are.
 - uvicorn's access log is off (it prints paths and client addresses); aiohttp's
   client logs and asyncio's "exception never retrieved" go through the same formatter.
@@ -56,7 +58,15 @@ _SAFE_EXTRAS = (
     "from_state",
     "to_state",
 )
-_ARGS_ALLOWED = {("uvicorn.error", logging.INFO)}
+_ARGS_ALLOWED = frozenset(
+    {
+        "Started server process [%d]",
+        "Finished server process [%d]",
+        "Uvicorn running on %s://%s:%d (Press CTRL+C to quit)",
+        "Uvicorn running on unix socket %s (Press CTRL+C to quit)",
+        "Uvicorn running on socket %s (Press CTRL+C to quit)",
+    }
+)
 ACCESS_LOGGER = "gateway.request"
 
 
@@ -66,7 +76,7 @@ class JsonFormatter(logging.Formatter):
         if isinstance(request, dict):
             return json.dumps(request, separators=(",", ":"), ensure_ascii=False, default=str)
         message = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
-        if record.args and (record.name, record.levelno) in _ARGS_ALLOWED:
+        if record.args and record.name == "uvicorn.error" and message in _ARGS_ALLOWED:
             with contextlib.suppress(TypeError, ValueError):
                 message = message % record.args
         line: dict[str, Any] = {

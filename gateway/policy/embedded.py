@@ -31,6 +31,7 @@ from gateway.policy.engine import Decision, fail_closed, new_decision_id, parse_
 
 log = logging.getLogger("gateway.policy")
 _QUERY = "gateway.decision"
+_KNOWN_KEYS = "gateway.authn.known_api_key_hashes"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class _Active:
     engine: OpaEngine
     bundle: bundles.Bundle
     digest: str
+    known_keys: frozenset[str] | None  # data.gateway.authn.known_api_key_hashes, None when the policy has none
 
 
 class EmbeddedEngine:
@@ -71,6 +73,10 @@ class EmbeddedEngine:
     @property
     def ready(self) -> bool:
         return self._active is not None
+
+    def known_api_key_hashes(self) -> frozenset[str] | None:
+        active = self._active
+        return active.known_keys if active else frozenset()
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         # ctypes releases the GIL while Go evaluates: on a thread, the event loop keeps
@@ -116,7 +122,7 @@ class EmbeddedEngine:
             return False
         parsed = bundles.read(blob, verification_key=self._key)
         engine = compile_engine(parsed.modules, parsed.data)
-        self._active = _Active(engine=engine, bundle=parsed, digest=digest)
+        self._active = _Active(engine=engine, bundle=parsed, digest=digest, known_keys=_known_keys(engine))
         log.info("policy bundle activated", extra={"policy_revision": parsed.revision})
         if self._on_activate:
             self._on_activate(parsed.revision)
@@ -203,6 +209,17 @@ class EmbeddedEngine:
             "signed": bool(self._active and self._active.bundle.signed),
             "last_error": self.last_error,
         }
+
+
+def _known_keys(engine: OpaEngine) -> frozenset[str] | None:
+    """The bundle's known API key hashes (input-independent, so read once per bundle); None when undefined."""
+    try:
+        value = engine.eval_document(_KNOWN_KEYS, {})
+    except OpaError:  # undefined included: a policy without the rule gets no pre-check
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return frozenset(value)
 
 
 def _erase_input(event: dict[str, Any]) -> dict[str, Any]:

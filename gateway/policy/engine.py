@@ -60,6 +60,13 @@ class PolicyEngine(Protocol):
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision: ...
 
+    def known_api_key_hashes(self) -> frozenset[str] | None:
+        """The API key hashes the active policy lists (None: unknown here, wait for the decision).
+
+        Only a pre-filter: a key not listed is refused before the body is read; a listed key still
+        needs the decision's allow."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...

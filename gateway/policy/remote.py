@@ -63,6 +63,9 @@ class RemoteEngine:
         self._health = None
         await self._client.close_connection()
 
+    def known_api_key_hashes(self) -> frozenset[str] | None:
+        return None  # the data lives in the OPA server: every credential waits for the decision
+
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         decision_id = new_decision_id()
         try:

@@ -156,3 +156,11 @@ test_deny_jwt_alg_none_unauthenticated if {
 		with data.gateway.config.jwt as h.test_jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
+
+test_known_api_key_hashes_lists_every_team_key if {
+	known := data.gateway.authn.known_api_key_hashes
+	h.cardiology_key in known
+	h.marketing_key in known
+	not crypto.sha256("not-a-key") in known
+	count(known) == count([d | some t in data.gateway.config.teams; some d in t.api_keys_sha256])
+}

@@ -123,8 +123,11 @@ def test_chunked_body_over_limit_is_413(http: httpx.Client) -> None:
 
 
 def test_non_utf8_body_is_400(http: httpx.Client) -> None:
-    response = http.post("/v1/chat/completions", content=b'{"model": "gpt-4o", "messages": "\xff\xfe"}')
+    body = b'{"model": "gpt-4o", "messages": "\xff\xfe"}'
+    response = http.post("/v1/chat/completions", content=body, headers={"Authorization": "Bearer gw-demo-marketing"})
     assert response.status_code == 400 and "UTF-8" in response.json()["error"]["message"]
+    anonymous = http.post("/v1/chat/completions", content=body)
+    assert anonymous.status_code == 401, "no credential: refused before the body is read"
 
 
 def test_oversized_header_is_refused_without_5xx(gateway: GatewayThread) -> None:

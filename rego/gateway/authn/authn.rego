@@ -21,6 +21,17 @@ team := name if {
 	name := jwt_team(input.principal.jwt, config.jwt, config.teams, time.now_ns())
 }
 
+# METADATA
+# title: Known API key hashes
+# description: |
+#   Every API key hash a team lists. The gateway reads this set once per bundle
+#   to refuse a key nobody listed before it reads the request's body; whether a
+#   listed key may do anything is still the decision's.
+known_api_key_hashes contains digest if {
+	some entry in config.teams
+	some digest in entry.api_keys_sha256
+}
+
 _api_key_teams contains name if {
 	digest := input.principal.api_key_sha256
 	is_string(digest)
