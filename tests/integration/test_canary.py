@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
+from gateway.demo_auth import DEMO_AUDIENCE, DEMO_ISSUER, sign_demo_jwt
 from gateway.standin import Behavior, StandInServers
 from tests.harness import GatewayProcess, gateway_config, standins_running
 
@@ -37,6 +38,7 @@ class Run:
         self.phi: list[str] = []
         self.content: list[str] = []
         self.client_bodies: list[str] = []
+        self.client_headers: list[str] = []
 
     def post(
         self, body: bytes | dict[str, object], *, key: str = PHI_KEY, headers: dict[str, str] | None = None
@@ -48,6 +50,7 @@ class Run:
         )
         if response.status_code >= 400:
             self.client_bodies.append(response.text)
+        self.client_headers.append(json.dumps(dict(response.headers)))
         return response
 
 
@@ -92,6 +95,19 @@ def _every_phi_path(r: Run) -> None:
     assert r.post(chat(phi(), max_tokens=phi())).status_code == 400  # wrong type whose value is PHI
     assert r.post(chat("x"), key=phi()).status_code == 401  # a credential that is not a key
     assert r.post(chat("x"), headers={"X-Data-Classification": phi()}).status_code == 400
+    # the front door (issue 10): URLs, JWT claims, declassification, huge and deep bodies
+    base = r.gateway.base_url
+    assert httpx.get(f"{base}/v1/chat/completions?patient={phi()}", headers={"Upgrade": "websocket"}).status_code < 500
+    assert httpx.get(f"{base}/v1/{phi()}?q={phi()}").status_code == 404
+    claims = {"iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE, "team": "radiology-apps", "exp": int(time.time()) + 60}
+    token = sign_demo_jwt({**claims, "sub": phi()})
+    assert r.post(chat(phi()), key=token).status_code == 200
+    assert r.post(chat(phi()), key=sign_demo_jwt({"team": phi()})).status_code == 401  # never expires
+    assert r.post(chat(phi()), headers={"X-Data-Classification": "none"}).status_code == 403  # declassify
+    assert r.post(chat(phi(), max_tokens=10, max_completion_tokens=11)).status_code == 400
+    assert r.post(b'{"model": "' + phi().encode() + b'", "messages": ' + b"[" * 50_000).status_code == 400
+    assert r.post(chat(phi() + " " * 1_100_000)).status_code < 500
+    assert r.post(chat(phi()), key="gw-demo-cardiology-revoked").status_code == 401
     # upstream answers 400 quoting the prompt
     s["azure-us-east"].script(Behavior(status=400, echo_prompt_in_error=True))
     assert r.post(chat(phi())).status_code == 400
@@ -163,14 +179,19 @@ def _content_team(r: Run) -> None:
 def test_no_phi_canary_anywhere_and_content_canaries_where_allowed(run: Run) -> None:
     _every_phi_path(run)
     _content_team(run)
+    admin = {"Authorization": "Bearer canary-admin"}
+    surfaces = [httpx.get(run.gateway.base_url + path, headers=admin).text for path in ("/metrics", "/admin/status")]
+    assert [c for c in run.phi + run.content for text in surfaces if c in text] == [], "/metrics or /admin/status"
     run.gateway.stop()
     output = run.gateway.output()
     records = [json.loads(line) for line in run.gateway.stdout_path.read_text().splitlines() if '"request_id"' in line]
-    assert len(records) >= 18, "every request leaves one record"
+    assert len(records) >= 25, "every request leaves one record"
     leaked = [c for c in run.phi if c in output]
     assert leaked == [], f"{len(leaked)} PHI canaries reached the gateway's output"
     echoed = [c for c in run.phi for body in run.client_bodies if c in body]
     assert echoed == [], "an error body echoed request content"
+    in_headers = [c for c in run.phi for headers in run.client_headers if c in headers]
+    assert in_headers == [], "a response header carried request content"
     assert all(c in output for c in run.content), "the content-logging team's messages should be logged"
     content_records = [r for r in records if r.get("log_level") == "content"]
     assert len(content_records) == 1 and content_records[0]["messages"][1]["content"] == run.content[0]

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.demo_auth import sign_demo_jwt
 from tests.harness import GatewayThread
 
 json_scalars = (
@@ -57,6 +58,11 @@ headers = st.fixed_dictionaries(
     optional={
         "Authorization": st.sampled_from(
             ["Bearer gw-demo-marketing", "Bearer gw-demo-cardiology", "Basic abc", "Bearer a b", "Bearer a.b.c"]
+        )
+        | st.builds(
+            lambda claims, header: "Bearer " + sign_demo_jwt(claims, header),
+            st.dictionaries(st.sampled_from(["team", "exp", "iat", "nbf", "iss", "aud"]), json_scalars, max_size=6),
+            st.none() | st.dictionaries(st.sampled_from(["alg", "typ", "kid"]), json_scalars, max_size=3),
         ),
         "X-Use-Case": st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=80),
         "X-Data-Classification": st.sampled_from(["phi", "PII", "none", "secret", "", "p h i"]),
