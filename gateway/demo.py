@@ -25,7 +25,7 @@ import aiohttp
 import uvicorn
 
 from gateway.app import build_app
-from gateway.demo_auth import mint_demo_jwt
+from gateway.demo_auth import DEMO_AUDIENCE, DEMO_ISSUER, mint_demo_jwt, sign_demo_jwt
 from gateway.observe import logs
 from gateway.policy import bundle
 from gateway.settings import from_dict
@@ -187,6 +187,10 @@ async def run_demo(*, echo_logs: bool = True) -> int:
     return 0
 
 
+def _no_exp_claims() -> dict[str, Any]:
+    return {"iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE, "team": "radiology-apps", "iat": int(time.time())}
+
+
 async def _phases(session: aiohttp.ClientSession, base: str, servers: StandInServers) -> dict[str, Any]:
     jwt = mint_demo_jwt("radiology-apps")
     shots = [
@@ -211,8 +215,22 @@ async def _phases(session: aiohttp.ClientSession, base: str, servers: StandInSer
             content="Write a tagline for our new clinic.",
         ),
         Shot("radiology-apps: JWT, Anthropic upstream", jwt, "claude-sonnet-4", {}, stream=True),
+        Shot("radiology-apps: a JWT that never expires", sign_demo_jwt(_no_exp_claims()), "gpt-4o", {}),
         Shot("no credential", "not-a-real-key", "gpt-4o", {}),
         Shot("cardiology: max_tokens over the team cap", "gw-demo-cardiology", "gpt-4o", {}, max_tokens=8000),
+        Shot(
+            "cardiology: declares its PHI 'none'",
+            "gw-demo-cardiology",
+            "gpt-4o",
+            {"X-Use-Case": "discharge-summary", "X-Data-Classification": "none"},
+        ),
+        Shot(
+            "cardiology: patient education, declassified",
+            "gw-demo-cardiology",
+            "gpt-4o",
+            {"X-Use-Case": "patient-education", "X-Data-Classification": "none"},
+            content="Explain what a statin does, for a leaflet.",
+        ),
     ]
     results = [await _send(session, base, shot) for shot in shots]
     for outcome in results:
@@ -230,6 +248,15 @@ async def _phases(session: aiohttp.ClientSession, base: str, servers: StandInSer
     limited = [r for r in burst_results if r["status"] == 429]
     print(f"  {len(admitted)} admitted, {len(limited)} refused with 429 rate_limited", end="")
     print(f" (Retry-After {limited[0]['retry_after']}s)" if limited else "")
+
+    print("\n  Provider boundary: azure-us-east answers 307 to openai-us (no BAA); the gateway never follows it")
+    servers["azure-us-east"].script(Behavior(redirect_to=servers["openai-us"].base_url + "/chat/completions"))
+    before = servers["openai-us"].count
+    redirected = await _send(
+        session, base, Shot("cardiology: PHI, first route redirects", "gw-demo-cardiology", "gpt-4o", {})
+    )
+    _print_row(redirected)
+    print(f"  PHI requests that reached openai-us: {servers['openai-us'].count - before}")
 
     print(
         "\n  Outage: azure-us-east starts answering 500; cardiology keeps working through the policy's equivalent route"
