@@ -51,6 +51,14 @@ def used(gw: GatewayThread, budget: str) -> int:
     return sum(gw.components.meter._local._buckets.get(budget, {}).values())
 
 
+def _stream(
+    gw: GatewayThread, headers: dict[str, str], model: str
+) -> contextlib.AbstractContextManager[httpx.Response]:
+    """A streamed chat request the caller reads as far as it likes, then walks away from."""
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.stream("POST", gw.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+
+
 def billed(standins: StandInServers, *names: str) -> int:
     return sum(r.billed for n in names for r in standins[n].received)
 
@@ -185,13 +193,7 @@ def test_client_leaving_an_anthropic_stream_settles_what_was_streamed(
     gw: GatewayThread, standins: StandInServers
 ) -> None:
     standins["anthropic-us"].script(Behavior(chunk_delay=0.1, text="one two three four five six seven eight"))
-    with httpx.stream(
-        "POST",
-        gw.base_url + "/v1/chat/completions",
-        json={"model": "claude-sonnet-4", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
-        headers=PHI,
-        timeout=10,
-    ) as answer:
+    with _stream(gw, PHI, "claude-sonnet-4") as answer:
         seen = 0
         for line in answer.iter_lines():
             seen += '"content":"' in line and '"content":""' not in line
@@ -267,13 +269,7 @@ def test_half_open_probe_whose_client_leaves_returns_the_permit(gw: GatewayThrea
     breakers = gw.components.breakers
     breakers._get("azure-eu-west").state = "half_open"
     standins["azure-eu-west"].script(Behavior(chunk_delay=0.2))
-    with httpx.stream(
-        "POST",
-        gw.base_url + "/v1/chat/completions",
-        json={"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
-        headers=EU,
-        timeout=10,
-    ) as answer:
+    with _stream(gw, EU, "gpt-4o") as answer:
         next(answer.iter_lines())
     _eventually(lambda: breakers._get("azure-eu-west").probes == 0)
     assert breakers._get("azure-eu-west").state == "half_open", "no evidence: the breaker must not close"
