@@ -51,9 +51,7 @@ def used(gw: GatewayThread, budget: str) -> int:
     return sum(gw.components.meter._local._buckets.get(budget, {}).values())
 
 
-def _stream(
-    gw: GatewayThread, headers: dict[str, str], model: str
-) -> contextlib.AbstractContextManager[httpx.Response]:
+def _stream(gw: GatewayThread, headers: dict[str, str], model: str) -> AbstractContextManager[httpx.Response]:
     """A streamed chat request the caller reads as far as it likes, then walks away from."""
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     return httpx.stream("POST", gw.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
