@@ -46,9 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     test = policy.add_parser("test", help="run Rego tests with `opa test` semantics")
     test.add_argument("paths", nargs="*", default=["rego", "policy-tests"])
     test.add_argument("-v", "--verbose", action="store_true")
-    test.add_argument("--coverage", action="store_true")
-    test.add_argument("--threshold", type=float, default=0.0)
-    test.add_argument("--format", choices=["pretty", "json"], default="pretty")
+    test.add_argument("-c", "--coverage", action="store_true")
+    test.add_argument("--threshold", type=float, default=0.0, help="coverage percentage to meet (implies coverage)")
+    test.add_argument("-f", "--format", choices=["pretty", "json"], default="pretty")
+    test.add_argument("-r", "--run", help="run only tests whose data.<package>.<name> matches this regex")
+    test.add_argument("--ignore", action="append", default=[], help="file or folder name pattern to leave out")
+    test.add_argument("-z", "--exit-zero-on-skipped", action="store_true", help="skipped tests do not fail the run")
+    test.add_argument("--fail-on-empty", action="store_true", help="exit 1 when no test is found")
     check = policy.add_parser("check", help="compile policies; errors as file:row: message")
     check.add_argument("paths", nargs="*", default=["rego"])
     evaluate = policy.add_parser("eval", help="print the decision for one input")
@@ -101,16 +105,17 @@ def _bundle_verify(args: argparse.Namespace) -> int:
 def _policy_test(args: argparse.Namespace) -> int:
     from gateway.policy import testing
 
-    fmt = "json" if args.format == "json" else "plain"
-    return testing.main(
-        args.paths,
+    options = testing.Options(
         verbose=args.verbose,
         coverage=args.coverage,
         threshold=args.threshold,
-        fmt=fmt,
-        out=sys.stdout,
-        err=sys.stderr,
+        fmt="json" if args.format == "json" else "plain",
+        run=args.run,
+        ignore=[p for arg in args.ignore for p in arg.split(",") if p],
+        exit_zero_on_skipped=args.exit_zero_on_skipped,
+        fail_on_empty=args.fail_on_empty,
     )
+    return testing.main(args.paths, options, out=sys.stdout, err=sys.stderr)
 
 
 def _policy_check(args: argparse.Namespace) -> int:

@@ -35,9 +35,9 @@ test_deny_key_listed_by_two_teams_unauthenticated if {
 }
 
 test_allow_valid_jwt_maps_to_team if {
-	tok := h.token(h.fresh_claims("radiology-apps", 600), h.test_signing_jwk)
+	tok := h.token(h.fresh_claims("radiology-apps", 600), h.signing_jwk)
 	d := gateway.decision with input as h.jwt_input(tok, "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	d.allow
 	d.team == "radiology-apps"
 	d.use_case == "report-drafting"
@@ -46,40 +46,40 @@ test_allow_valid_jwt_maps_to_team if {
 test_deny_jwt_signed_by_other_key_unauthenticated if {
 	tok := h.token(h.fresh_claims("radiology-apps", 600), h.other_signing_jwk)
 	d := gateway.decision with input as h.jwt_input(tok, "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 
 test_deny_expired_jwt_unauthenticated if {
-	tok := h.token(h.claims("radiology-apps", h.long_ago), h.test_signing_jwk)
+	tok := h.token(h.claims("radiology-apps", h.long_ago), h.signing_jwk)
 	d := gateway.decision with input as h.jwt_input(tok, "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 
 test_deny_jwt_wrong_audience_unauthenticated if {
-	tok := h.token(object.union(h.fresh_claims("radiology-apps", 600), {"aud": "another-service"}), h.test_signing_jwk)
+	tok := h.token(object.union(h.fresh_claims("radiology-apps", 600), {"aud": "another-service"}), h.signing_jwk)
 	d := gateway.decision with input as h.jwt_input(tok, "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 
 test_deny_jwt_for_team_without_jwt_login_unauthenticated if {
-	tok := h.token(h.fresh_claims("cardiology", 600), h.test_signing_jwk)
+	tok := h.token(h.fresh_claims("cardiology", 600), h.signing_jwk)
 	d := gateway.decision with input as h.jwt_input(tok, "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 
 test_deny_garbage_jwt_unauthenticated if {
 	d := gateway.decision with input as h.jwt_input("not.a.jwt", "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 
 test_deny_jwt_with_bad_segment_length_unauthenticated if {
 	d := gateway.decision with input as h.jwt_input("abcde.abcde.abcde", "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 
@@ -89,8 +89,8 @@ test_deny_jwt_not_a_string_unauthenticated if {
 }
 
 _jwt_team(claims) := d.team if {
-	d := gateway.decision with input as h.jwt_input(h.token(claims, h.test_signing_jwk), "gpt-4o")
-		with data.gateway.config.jwt as object.union(h.test_jwt_settings, {"max_lifetime_seconds": 3600})
+	d := gateway.decision with input as h.jwt_input(h.token(claims, h.signing_jwk), "gpt-4o")
+		with data.gateway.config.jwt as object.union(h.jwt_settings, {"max_lifetime_seconds": 3600})
 }
 
 test_deny_jwt_without_exp_unauthenticated if {
@@ -140,7 +140,7 @@ test_deny_jwt_exp_not_a_number_unauthenticated if {
 test_deny_jwt_with_numeric_alg_unauthenticated if {
 	tok := h.unsigned_token({"alg": 5}, h.fresh_claims("radiology-apps", 600))
 	d := gateway.decision with input as h.jwt_input(tok, "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 
@@ -153,7 +153,7 @@ test_deny_jwt_with_array_header_unauthenticated if {
 test_deny_jwt_alg_none_unauthenticated if {
 	tok := h.unsigned_token({"alg": "none"}, h.fresh_claims("radiology-apps", 600))
 	d := gateway.decision with input as h.jwt_input(tok, "gpt-4o")
-		with data.gateway.config.jwt as h.test_jwt_settings
+		with data.gateway.config.jwt as h.jwt_settings
 	h.reason_codes(d) == {"unauthenticated"}
 }
 

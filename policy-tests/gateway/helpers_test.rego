@@ -23,11 +23,11 @@ jwt_input(token, model) := {
 }
 
 # Test-only EC P-256 key pair (never used outside these tests).
-test_signing_jwk := {"kty": "EC", "crv": "P-256", "x": "NSU5yaIV1kCI2Te_1OgjgKhgGO4iVJn1uppRqxW6ACU", "y": "QWm3c_yvwtvymgrPmt0L1ut4PvQvXxe3dRcUicxBOGA", "d": "qk3U9a7JTvvh8rUWW7A2sobFBxnzJf9wnX532akKJWY"}
+signing_jwk := {"kty": "EC", "crv": "P-256", "x": "NSU5yaIV1kCI2Te_1OgjgKhgGO4iVJn1uppRqxW6ACU", "y": "QWm3c_yvwtvymgrPmt0L1ut4PvQvXxe3dRcUicxBOGA", "d": "qk3U9a7JTvvh8rUWW7A2sobFBxnzJf9wnX532akKJWY"}
 
 other_signing_jwk := {"kty": "EC", "crv": "P-256", "x": "qcvK38dstecCjfCN8FNUxRzEB-1ANIH39YRVKfUAwKg", "y": "2lwYmhct3SttV-d1EgR4Nk_zG0wEFzvGvsHhRIS4J-c", "d": "IHaNy8GENy-nET6dMQkUH7uGJuIZCqzoixH0lpVOl5w"}
 
-test_jwt_settings := {
+jwt_settings := {
 	"issuer": "https://idp.test",
 	"audience": "llm-gateway",
 	"team_claim": "team",

@@ -34,7 +34,7 @@ todo_test_later if false
 
 def _ours(paths: list[str]) -> dict[str, str]:
     out = io.StringIO()
-    testing.main(paths, verbose=False, coverage=False, threshold=0, fmt="json", out=out, err=io.StringIO())
+    testing.main(paths, testing.Options(fmt="json"), out=out, err=io.StringIO())
     return {f"{r['package']}.{r['name']}": _outcome(r) for r in json.loads(out.getvalue())}
 
 
