@@ -138,9 +138,22 @@ def content_revision(files: dict[str, bytes]) -> str:
 def build(
     rego_dir: Path, *, revision: str | None = None, signing_key: bytes | None = None, kid: str = "default"
 ) -> bytes:
+    """A bundle of a policy folder, as `opa build` makes one.
+
+    A `.manifest` in the folder is kept (metadata and all), its roots included; `revision` replaces its
+    revision. Without one, the roots are the top-level folder names when every file sits in one and
+    every package lies under its folder, and otherwise there are none (the bundle owns all of `data`),
+    so any layout `opa build` accepts builds here too.
+    """
     files = collect_sources(rego_dir)
-    roots = sorted({name.split("/", 1)[0] for name in files if "/" in name})
-    manifest = {"revision": revision or content_revision(files), "roots": roots, "rego_version": 1}
+    given = _manifest_file(rego_dir / MANIFEST)
+    manifest = {"rego_version": 1, **given}
+    manifest["revision"] = revision or given.get("revision") or content_revision(files)
+    if "roots" not in given:
+        manifest.pop("roots", None)
+        derived = sorted({name.split("/", 1)[0] for name in files if "/" in name})
+        if all("/" in name for name in files) and _loads({**manifest, "roots": derived}, files):
+            manifest["roots"] = derived
     entries = {MANIFEST: json.dumps(manifest, sort_keys=True, indent=2).encode() + b"\n", **files}
     read(_pack(entries))  # refuse to write a bundle we would not load (roots, JSON, packages)
     if signing_key is not None:
@@ -152,6 +165,26 @@ def build(
         token = jws.sign({"files": listed, "keyid": kid}, key, kid=kid)
         entries[SIGNATURES] = json.dumps({"signatures": [token]}, indent=2).encode() + b"\n"
     return _pack(entries)
+
+
+def _manifest_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: must be a JSON object")
+    return manifest
+
+
+def _loads(manifest: dict[str, Any], files: dict[str, bytes]) -> bool:
+    try:
+        read(_pack({MANIFEST: json.dumps(manifest).encode(), **files}))
+    except BundleError:
+        return False
+    return True
 
 
 def _pack(entries: dict[str, bytes]) -> bytes:

@@ -163,3 +163,33 @@ def test_oversize_bundle_refused_before_unpacking() -> None:
 def test_build_refuses_folder_without_rego(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"no \.rego files"):
         bundle.build(tmp_path)
+
+
+def test_build_accepts_top_level_modules_without_roots(tmp_path: Path) -> None:
+    (tmp_path / "authz.rego").write_text("package authz\n\nallow if input.ok\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helpers.rego").write_text("package helpers.strings\n\nx := 1\n")
+    parsed = bundle.read(bundle.build(tmp_path))
+    manifest = json.loads(parsed.files[bundle.MANIFEST])
+    assert "roots" not in manifest, "opa build makes no roots here; the bundle owns all of data"
+    assert set(parsed.modules) == {"authz.rego", "lib/helpers.rego"}
+
+
+def test_build_keeps_an_existing_manifest(tmp_path: Path) -> None:
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "p.rego").write_text("package team.p\n\nx := 1\n")
+    (tmp_path / bundle.MANIFEST).write_text(
+        json.dumps({"revision": "from-manifest", "roots": ["team"], "metadata": {"owner": "compliance"}})
+    )
+    manifest = json.loads(bundle.read(bundle.build(tmp_path)).files[bundle.MANIFEST])
+    assert manifest["metadata"] == {"owner": "compliance"} and manifest["roots"] == ["team"]
+    assert manifest["revision"] == "from-manifest"
+    again = json.loads(bundle.read(bundle.build(tmp_path, revision="r2")).files[bundle.MANIFEST])
+    assert again["revision"] == "r2" and again["metadata"] == {"owner": "compliance"}
+
+
+def test_build_refuses_modules_outside_the_manifest_roots(tmp_path: Path) -> None:
+    (tmp_path / "other.rego").write_text("package other\n\nx := 1\n")
+    (tmp_path / bundle.MANIFEST).write_text(json.dumps({"roots": ["team"]}))
+    with pytest.raises(BundleError, match="outside the manifest roots"):
+        bundle.build(tmp_path)
