@@ -163,10 +163,11 @@ class Attempt:
                 held, self._held = self._held, []
                 for out in held:
                     yield out
-                async with asyncio.timeout_at(self._stream_deadline):
-                    while not self._translator.state.finished:
-                        for out in await self._next_frames():
-                            yield out
+                while not self._translator.state.finished:
+                    async with asyncio.timeout_at(self._stream_deadline):  # around the read, never a yield
+                        frames = await self._next_frames()
+                    for out in frames:
+                        yield out
                 closing = self._translator.close()
             except Exception as exc:
                 failure = as_failure(exc, stage="answer")

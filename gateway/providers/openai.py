@@ -71,11 +71,26 @@ class OpenAIAdapter:
 
 
 def parse_completion(body: bytes) -> Answer:
-    """Check the provider's completion and keep its bytes: OpenAI-shaped answers go to the client untouched."""
+    """Check the provider's completion and keep its bytes: OpenAI-shaped answers go to the client untouched,
+    so a value of the wrong type (a content that is not a string, say) is a bad answer, never relayed."""
     answer = json_object(body, "completion")
-    if not isinstance(answer.get("choices"), list):
+    choices = answer.get("choices")
+    if not isinstance(choices, list):
         raise BadUpstreamAnswer("completion has no choices")
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise BadUpstreamAnswer("a choice has no message")
+        _check_parts(message)
     return Answer(answer, body, parse_usage(answer.get("usage")))
+
+
+def _check_parts(message: dict[str, Any]) -> None:
+    content, tool_calls = message.get("content"), message.get("tool_calls")
+    if content is not None and not isinstance(content, str):
+        raise BadUpstreamAnswer("content is not a string")
+    if tool_calls is not None and not isinstance(tool_calls, list):
+        raise BadUpstreamAnswer("tool_calls is not a list")
 
 
 class OpenAIStream:
@@ -91,17 +106,23 @@ class OpenAIStream:
         if isinstance(chunk.get("error"), dict):
             raise BadUpstreamAnswer("provider reported an error mid-stream")
         choices = chunk.get("choices") or []
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise BadUpstreamAnswer("stream chunk choices are not a list of objects")
         usage = parse_usage(chunk.get("usage"))
         if usage is not None:
             self.state.usage = usage
-        for choice in choices if isinstance(choices, list) else []:
-            delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-            content = delta.get("content") if isinstance(delta, dict) else None
+        for choice in choices:
+            delta = choice.get("delta")
+            delta = {} if delta is None else delta
+            if not isinstance(delta, dict):
+                raise BadUpstreamAnswer("stream chunk delta is not an object")
+            _check_parts(delta)  # relayed untouched: a wrong type here is a bad answer, not the client's problem
+            content = delta.get("content")
             if isinstance(content, str) and content:
                 self.state.deltas += 1
                 if self.state.keep_text:
                     self.state.text.append(content)
-            elif isinstance(delta, dict) and delta.get("tool_calls"):
+            elif delta.get("tool_calls"):
                 self.state.deltas += 1
         if usage is not None and not choices and not self._client_wants_usage:
             return []  # the usage-only chunk the gateway asked for on its own behalf

@@ -248,6 +248,17 @@ def test_keepalive_only_stream_on_the_only_route_is_504(gw: GatewayThread, stand
     assert used(gw, "team:eu-research") > 0  # sent: the prompt is charged
 
 
+def test_stream_past_its_total_deadline_ends_with_an_error_event(standins: StandInServers) -> None:
+    settings = settings_for(standins, timeout_seconds=2.0)
+    short = [_with(p, stream_timeout_seconds=1.0) if p.name == "azure-eu-west" else p for p in settings.providers]
+    with GatewayThread(_replace(settings, providers=short)) as gateway:
+        standins["azure-eu-west"].script(Behavior(chunk_delay=0.3, text="one two three four five six seven eight"))
+        started = time.monotonic()
+        answer = post(gateway, EU, stream=True)
+        assert answer.status_code == 200 and time.monotonic() - started < 2.5
+        assert '"upstream_error"' in answer.text and "(timeout)" in answer.text and "[DONE]" not in answer.text
+
+
 def test_client_leaving_while_a_stream_opens_stops_the_upstream(gw: GatewayThread, standins: StandInServers) -> None:
     standins["azure-eu-west"].script(Behavior(keepalive_only=True))
     body = json.dumps({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})

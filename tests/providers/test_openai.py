@@ -78,3 +78,22 @@ def test_sse_parser_handles_crlf_comments_and_split_chunks() -> None:
     parser = SSEParser()
     events = parser.feed(b": keep-alive\r\n\r\nevent: x\r\nda") + parser.feed(b"ta: a\r\ndata: b\r\n\r\n")
     assert [(e.event, e.data) for e in events] == [("x", "a\nb")]
+
+
+@pytest.mark.parametrize(
+    "delta", [{"content": True}, {"content": 5}, {"tool_calls": "x"}, 0, "text"], ids=lambda d: repr(d)[:20]
+)
+def test_stream_chunk_of_the_wrong_types_is_a_bad_answer_never_relayed(delta: object) -> None:
+    translator = OpenAIAdapter().translator(
+        from_body({"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "x"}]}), keep_text=False
+    )
+    (event,) = SSEParser().feed(f"data: {json.dumps({'choices': [{'delta': delta}]})}\n\n".encode())
+    with pytest.raises(BadUpstreamAnswer):
+        translator.translate(event)
+
+
+@pytest.mark.parametrize("message", [{"content": True}, {"content": ["a"]}, "hello", None])
+def test_answer_of_the_wrong_types_is_a_bad_answer(message: object) -> None:
+    body = json.dumps({"choices": [{"message": message}]}).encode()
+    with pytest.raises(BadUpstreamAnswer):
+        parse_completion(body)
