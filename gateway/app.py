@@ -6,8 +6,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from gateway.pipeline import ChatPipeline, Context
 from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import PolicyEngine
+from gateway.policy.gate import PolicyGate, RequestContext, RequestFacts
 from gateway.policy.remote import RemoteEngine
 from gateway.resilience.breakers import Breakers, LocalBreakers
 from gateway.resilience.queue import CooldownQueue
@@ -52,6 +52,7 @@ class Components:
     pipeline: ChatPipeline
     redis: aioredis.Redis | None
     decision_log: DecisionLogger
+    gate: PolicyGate
 
 
 def build_components(settings: Settings, *, policy: PolicyEngine | None = None) -> Components:
@@ -70,10 +71,12 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     )
     queue = CooldownQueue(settings.queue.max_depth, metrics)
     router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
-    masker = policy.mask_events if isinstance(policy, EmbeddedEngine) else None
-    decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=masker)
-    pipeline = ChatPipeline(settings, policy, router, meter, metrics, decision_log)
-    return Components(settings, metrics, policy, upstream, meter, breakers, router, pipeline, client, decision_log)
+    decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=policy.masker)
+    gate = PolicyGate(policy, metrics, decision_log)
+    pipeline = ChatPipeline(settings, policy, gate, router, meter, metrics)
+    return Components(
+        settings, metrics, policy, upstream, meter, breakers, router, pipeline, client, decision_log, gate
+    )
 
 
 def _policy_engine(settings: Settings, metrics: Metrics) -> PolicyEngine:
@@ -85,128 +88,138 @@ def _policy_engine(settings: Settings, metrics: Metrics) -> PolicyEngine:
 
 
 def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Starlette:
+    """The gateway: routes read their components from `request.app.state.components`."""
     c = build_components(settings, policy=policy)
-    admin_token = settings.admin.token()
-    admin_digest = hashlib.sha256(admin_token.encode()).digest() if admin_token else None
-
-    def admin_ok(request: Request) -> bool:
-        """`Authorization: Bearer <admin token>`, compared by hash; any other scheme is refused."""
-        if admin_digest is None:
-            return False
-        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(hashlib.sha256(token.strip().encode()).digest(), admin_digest)
-
-    async def chat_completions(request: Request) -> Response:
-        return await c.pipeline(request)
-
-    async def models(request: Request) -> Response:
-        ctx = Context()
-        principal = authn.principal(request.headers.get("authorization"))
-        if authn.precheck(principal, c.policy.known_api_key_hashes()) == "refuse":
-            return c.pipeline.respond_error(Unauthenticated("no valid API key or token for a known team"), ctx)
-        allowed: list[str] = []
-        for name in sorted({m for p in settings.providers for m in p.models}):
-            policy_input = _models_input(principal, name, request)
-            started = time.perf_counter_ns()
-            decision = await c.policy.decide(policy_input)
-            c.decision_log.record(
-                policy_input, decision, path="gateway/decision", eval_ns=time.perf_counter_ns() - started
-            )
-            if decision.unauthenticated or decision.error:
-                ctx.decision = decision
-                if decision.error:
-                    return c.pipeline.respond_error(
-                        PolicyDenied("denied by policy", decision_id=decision.decision_id), ctx
-                    )
-                return c.pipeline.respond_error(Unauthenticated("no valid API key or token for a known team"), ctx)
-            if decision.allow:
-                allowed.append(name)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in allowed]
-        return JSONResponse({"object": "list", "data": data}, headers={"X-Request-Id": ctx.request_id})
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        body: dict[str, Any] = {"policy_revision": c.policy.revision, "state": c.meter.mode}
-        if not c.policy.ready:
-            return JSONResponse({**body, "ready": False, "reason": "no policy bundle is active"}, status_code=503)
-        if c.meter.in_fallback:
-            reason = "state store unreachable: serving with per-process budgets and breakers"
-            return JSONResponse({**body, "ready": False, "reason": reason}, status_code=503)
-        return JSONResponse({**body, "ready": True})
-
-    async def metrics_endpoint(request: Request) -> Response:
-        if admin_digest is not None and not admin_ok(request):
-            return _error(Unauthenticated("the admin token is required"))
-        return Response(c.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    async def admin_status(request: Request) -> Response:
-        if admin_digest is None:
-            return _error(PolicyDenied("admin endpoints are off: set the admin token env var to use them"))
-        if not admin_ok(request):
-            return _error(Unauthenticated("the admin token is required"))
-        status = getattr(c.policy, "status", None)
-        breakers = await c.breakers.snapshot()
-        return JSONResponse(
-            {
-                "policy": status() if callable(status) else {"revision": c.policy.revision},
-                "policy_revision": c.policy.revision,
-                "policy_engine": settings.policy.engine,
-                "state_store": c.meter.mode,
-                "breakers": {
-                    p.name: breakers.get(p.name, {"state": "closed", "trips": 0, "open_for_seconds": 0.0})
-                    for p in settings.providers
-                },
-            }
-        )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await c.upstream.start()
-        await c.policy.start()
-        if c.policy.revision:
-            c.metrics.set_bundle(c.policy.revision)
-        await c.meter.start()
-        await c.decision_log.start()
-        if isinstance(c.breakers, SharedBreakers):
-            await c.breakers.start()
-        try:
-            yield
-        finally:
-            if isinstance(c.breakers, SharedBreakers):
-                await c.breakers.close()
-            await c.meter.close()
-            await c.decision_log.close()
-            await c.policy.close()
-            await c.upstream.close()
-            if c.redis is not None:
-                await c.redis.aclose()
-
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/admin/status", admin_status, methods=["GET"]),
+            Route("/metrics", admin_only(metrics_endpoint, open_without_token=True), methods=["GET"]),
+            Route("/admin/status", admin_only(admin_status), methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unexpected},
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
     app.state.components = c
+    app.state.admin_digest = _digest(settings.admin.token())
     return app
 
 
-def _models_input(principal: authn.Principal, model: str, request: Request) -> dict[str, Any]:
-    return {
-        "principal": principal.as_input(),
-        "request": {"endpoint": "models.list", "model": model, "stream": False, "max_tokens": None, "prompt_tokens": 0},
-        "context": {"use_case": request.headers.get("x-use-case"), "data_classification": None, "client_ip": None},
-    }
+def _components(request: Request) -> Components:
+    components: Components = request.app.state.components
+    return components
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _components(request).pipeline(request)
+
+
+async def models(request: Request) -> Response:
+    """The models the caller's team may use: one decision per served model, through the same gate as chat."""
+    c = _components(request)
+    ctx = Context()
+    principal = authn.principal(request.headers.get("authorization"))
+    try:
+        if authn.precheck(principal, c.policy.known_api_key_hashes()) == "refuse":
+            raise Unauthenticated("no valid API key or token for a known team")
+        context = RequestContext(request.headers.get("x-use-case"), None, None)
+        allowed: list[str] = []
+        for name in sorted({m for p in c.settings.providers for m in p.models}):
+            decision = ctx.decision = await c.gate.decide(principal, RequestFacts("models.list", name), context)
+            c.gate.admit(decision)
+            if decision.allow:
+                allowed.append(name)
+    except GatewayError as exc:
+        return c.pipeline.respond_error(exc, ctx)
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in allowed]
+    return JSONResponse({"object": "list", "data": data}, headers={"X-Request-Id": ctx.request_id})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    c = _components(request)
+    body: dict[str, Any] = {"policy_revision": c.policy.revision, "state": c.meter.mode}
+    if not c.policy.ready:
+        return JSONResponse({**body, "ready": False, "reason": "no policy bundle is active"}, status_code=503)
+    if c.meter.in_fallback:
+        reason = "state store unreachable: serving with per-process budgets and breakers"
+        return JSONResponse({**body, "ready": False, "reason": reason}, status_code=503)
+    return JSONResponse({**body, "ready": True})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(_components(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def admin_status(request: Request) -> Response:
+    c = _components(request)
+    breakers = await c.breakers.snapshot()
+    return JSONResponse(
+        {
+            "policy": c.policy.status(),
+            "policy_revision": c.policy.revision,
+            "policy_engine": c.settings.policy.engine,
+            "state_store": c.meter.mode,
+            "breakers": {
+                p.name: breakers.get(p.name, {"state": "closed", "trips": 0, "open_for_seconds": 0.0})
+                for p in c.settings.providers
+            },
+        }
+    )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def admin_only(endpoint: Endpoint, *, open_without_token: bool = False) -> Endpoint:
+    """The one admin guard: `Authorization: Bearer <admin token>`, compared by hash; any other scheme is
+    refused. Without a configured token, admin endpoints are off, except those `open_without_token`
+    (/metrics, as the contract allows scraping when no token is set)."""
+
+    async def guarded(request: Request) -> Response:
+        digest: bytes | None = request.app.state.admin_digest
+        if digest is None:
+            if open_without_token:
+                return await endpoint(request)
+            return _error(PolicyDenied("admin endpoints are off: set the admin token env var to use them"))
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        given = hashlib.sha256(token.strip().encode()).digest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, digest):
+            return _error(Unauthenticated("the admin token is required"))
+        return await endpoint(request)
+
+    return guarded
+
+
+def _digest(token: str | None) -> bytes | None:
+    return hashlib.sha256(token.encode()).digest() if token else None
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    c: Components = app.state.components
+    await c.upstream.start()
+    await c.policy.start()
+    if c.policy.revision:
+        c.metrics.set_bundle(c.policy.revision)
+    await c.meter.start()
+    await c.decision_log.start()
+    await c.breakers.start()
+    try:
+        yield
+    finally:
+        await c.breakers.close()
+        await c.meter.close()
+        await c.decision_log.close()
+        await c.policy.close()
+        await c.upstream.close()
+        if c.redis is not None:
+            await c.redis.aclose()
 
 
 def _error(exc: GatewayError) -> Response:

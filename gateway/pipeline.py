@@ -29,8 +29,6 @@ from gateway.errors import (
     GatewayError,
     InternalError,
     InvalidRequest,
-    PolicyDenied,
-    PolicyUnavailable,
     RequestTimeout,
     RequestTooLarge,
     ServerBusy,
@@ -39,8 +37,8 @@ from gateway.errors import (
 from gateway.metering.meter import Meter
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
-from gateway.policy.decision_log import DecisionLogger
-from gateway.policy.engine import UNAVAILABLE, Decision, PolicyEngine
+from gateway.policy.engine import Decision, PolicyEngine
+from gateway.policy.gate import PolicyGate, RequestContext, RequestFacts
 from gateway.providers.base import answer_text
 from gateway.resilience.breakers import MAX_COOLDOWN_SECONDS
 from gateway.resilience.queue import ClientLeft
@@ -97,12 +95,12 @@ class ChatPipeline:
         self,
         settings: Settings,
         policy: PolicyEngine,
+        gate: PolicyGate,
         router: Router,
         meter: Meter,
         metrics: Metrics,
-        decision_log: DecisionLogger,
     ) -> None:
-        self._decision_log = decision_log
+        self._gate = gate
         self._settings = settings
         self._policy = policy
         self._router = router
@@ -120,7 +118,25 @@ class ChatPipeline:
             ctx.stream = parsed.stream
             use_case, ctx.classification = _context_headers(request)
             prompt_estimate = await self._router.estimate(parsed)
-            decision = ctx.decision = await self._decide(principal, parsed, prompt_estimate, use_case, ctx, request)
+            facts = RequestFacts(
+                "chat.completions",
+                # a model name this gateway does not serve is client text: never into the policy input or its log
+                parsed.model if parsed.model in self._models else None,
+                parsed.stream,
+                parsed.max_tokens,
+                prompt_estimate,
+            )
+            client_ip = request.client.host if request.client else None
+            context = RequestContext(use_case, ctx.classification, client_ip)
+            decision = ctx.decision = await self._gate.decide(principal, facts, context)
+            self._gate.admit(decision)
+            if parsed.model not in self._models:  # only now: nothing about models is said to a stranger
+                raise InvalidRequest(
+                    "model is not served by this gateway; GET /v1/models lists yours",
+                    param="model",
+                    decision_id=decision.decision_id,
+                )
+            self._gate.enforce(decision)
             max_tokens = parsed.max_tokens or decision.max_tokens
             keep_text = decision.log_level == "content"  # the policy alone decides whether content may be logged
             if keep_text:
@@ -174,56 +190,6 @@ class ChatPipeline:
         except TimeoutError:
             raise RequestTimeout(f"the request body did not arrive within {seconds:g} seconds") from None
         return b"".join(chunks)
-
-    async def _decide(
-        self,
-        principal: authn.Principal,
-        parsed: chat.ChatRequest,
-        prompt_tokens: int,
-        use_case: str | None,
-        ctx: Context,
-        request: Request,
-    ) -> Decision:
-        policy_input = {
-            "principal": principal.as_input(),
-            "request": {
-                "endpoint": "chat.completions",
-                # a model name this gateway does not serve is client text: never into the policy input or its log
-                "model": parsed.model if parsed.model in self._models else None,
-                "stream": parsed.stream,
-                "max_tokens": parsed.max_tokens,
-                "prompt_tokens": prompt_tokens,
-            },
-            "context": {
-                "use_case": use_case,
-                "data_classification": ctx.classification,
-                "client_ip": request.client.host if request.client else None,
-            },
-        }
-        started = time.perf_counter_ns()
-        decision = await self._policy.decide(policy_input)
-        elapsed = time.perf_counter_ns() - started
-        self._metrics.policy_eval.observe(elapsed / 1e9)
-        self._decision_log.record(policy_input, decision, path="gateway/decision", eval_ns=elapsed)
-        outcome = "error" if decision.error else ("allow" if decision.allow else "deny")
-        self._metrics.policy_decisions.labels(result=outcome).inc()
-        ctx.decision = decision
-        if decision.error in UNAVAILABLE:
-            raise PolicyUnavailable(
-                "the policy engine cannot answer now; retry later", retry_after=1, decision_id=decision.decision_id
-            )
-        if decision.unauthenticated:
-            raise Unauthenticated("no valid API key or token for a known team", decision_id=decision.decision_id)
-        if parsed.model not in self._models:  # only now: nothing about models is said to a stranger
-            raise InvalidRequest(
-                "model is not served by this gateway; GET /v1/models lists yours",
-                param="model",
-                decision_id=decision.decision_id,
-            )
-        if decision.allow:
-            return decision
-        reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons) or "denied by policy"
-        raise PolicyDenied(reasons, decision_id=decision.decision_id)
 
     def _complete(self, result: Completed, ctx: Context) -> Response:
         attempt = result.attempt

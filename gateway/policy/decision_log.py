@@ -24,7 +24,6 @@ import logging
 import os
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,11 @@ from prometheus_client import Counter
 
 from gateway import __version__, tasks
 from gateway.observe.metrics import Metrics
-from gateway.policy.engine import Decision
+from gateway.policy.engine import Decision, Masker
 from gateway.settings import DecisionLogSettings
 
 log = logging.getLogger("gateway.decision_log")
 EVENT_LOGGER = "gateway.decisions"
-Masker = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 class DecisionLogger:

@@ -27,7 +27,7 @@ from gateway.errors import BundleError
 from gateway.policy import bundle as bundles
 from gateway.policy import masking
 from gateway.policy.compiler import compile_engine
-from gateway.policy.engine import Decision, fail_closed, new_decision_id, parse_decision
+from gateway.policy.engine import Decision, Masker, fail_closed, new_decision_id, parse_decision
 
 log = logging.getLogger("gateway.policy")
 _QUERY = "gateway.decision"
@@ -170,6 +170,10 @@ class EmbeddedEngine:
         while True:
             await asyncio.sleep(self._poll_seconds)
             await self.refresh()
+
+    @property
+    def masker(self) -> Masker | None:
+        return self.mask_events
 
     async def mask_events(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Apply the active bundle's data.system.log.drop / mask to decision log events (off the event loop)."""

@@ -7,6 +7,7 @@ becomes a deny whose reason says which, never an exception to the caller.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,6 +15,9 @@ LOG_LEVELS = ("content", "metadata")
 # Fail-closed errors that mean the policy engine could not answer (503), as opposed to a policy that
 # answered badly or not at all (undefined, malformed, eval_error: 403).
 UNAVAILABLE = frozenset({"unavailable", "timeout", "server_error", "connection"})
+
+
+Masker = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,16 @@ class PolicyEngine(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        """For /admin/status: the engine, its revision and its last error."""
+        ...
+
+    @property
+    def masker(self) -> Masker | None:
+        """How this engine masks decision-log events with the bundle's system.log rules (None: it does not;
+        OPA's own decision logger does that in server mode)."""
+        ...
 
 
 def new_decision_id() -> str:

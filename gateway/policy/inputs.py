@@ -8,7 +8,7 @@ _SHAPE: dict[str, dict[str, tuple[type, ...]]] = {
     "principal": {"api_key_sha256": (str, type(None)), "jwt": (str, type(None))},
     "request": {
         "endpoint": (str,),
-        "model": (str,),
+        "model": (str, type(None)),
         "stream": (bool,),
         "max_tokens": (int, type(None)),
         "prompt_tokens": (int,),

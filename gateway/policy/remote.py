@@ -22,7 +22,7 @@ import aiohttp
 from opa_client.opa_async import AsyncOpaClient
 
 from gateway import tasks
-from gateway.policy.engine import Decision, fail_closed, new_decision_id, parse_decision
+from gateway.policy.engine import Decision, Masker, fail_closed, new_decision_id, parse_decision
 
 log = logging.getLogger("gateway.policy")
 HEALTH_SECONDS = 5.0
@@ -62,6 +62,10 @@ class RemoteEngine:
         await tasks.stop(self._health)
         self._health = None
         await self._client.close_connection()
+
+    @property
+    def masker(self) -> Masker | None:
+        return None  # OPA's decision logger masks with the same bundle's system.log rules
 
     def known_api_key_hashes(self) -> frozenset[str] | None:
         return None  # the data lives in the OPA server: every credential waits for the decision

@@ -61,6 +61,10 @@ class Breakers(Protocol):
 
     async def snapshot(self) -> dict[str, dict[str, object]]: ...
 
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 @dataclass
 class _Breaker:
@@ -106,6 +110,12 @@ class LocalBreakers:
                 breaker.probe_since = now
             return Admission(True, "probe")
         return Admission(True, "closed")
+
+    async def start(self) -> None:
+        """Nothing runs in the background: state is this process's."""
+
+    async def close(self) -> None:
+        """Nothing to flush."""
 
     async def admit(self, provider: str) -> Admission:
         return self._answer(provider, take_probe=True)

@@ -72,3 +72,24 @@ def test_readyz_and_status_report_the_opa_engine(opa_gateway: GatewayThread) -> 
         opa_gateway.base_url + "/admin/status", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ).json()
     assert status["policy_engine"] == "opa" and status["policy"]["engine"] == "opa"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [(Fault(latency=1.0), 503, "policy_unavailable"), (Fault(status=500), 503, "policy_unavailable")],
+    ids=["stalled", "server-error"],
+)
+def test_models_and_chat_answer_the_same_for_the_same_policy_failure(
+    opa_gateway: GatewayThread, double: OpaDouble, fault: Fault, status: int, code: str
+) -> None:
+    headers = {"Authorization": "Bearer gw-demo-eu-research"}
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    double.default = fault
+    try:
+        chat = httpx.post(opa_gateway.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        listed = httpx.get(opa_gateway.base_url + "/v1/models", headers=headers, timeout=10)
+    finally:
+        double.default = Fault()
+    assert (chat.status_code, chat.json()["error"]["code"]) == (status, code)
+    assert (listed.status_code, listed.json()["error"]["code"]) == (status, code)
+    assert listed.headers["retry-after"] and listed.headers["x-gateway-decision-id"]

@@ -1,0 +1,103 @@
+"""The one policy gate every endpoint goes through.
+
+    decide:  facts about the request -> policy input (the one shape) -> the Decision, timed, logged, counted
+    admit:   a fail-closed error the engine could not answer        -> PolicyUnavailable (503, Retry-After)
+             no credential the policy accepts                       -> Unauthenticated (401)
+             any other fail-closed error (undefined, eval, malformed) -> PolicyDenied (403)
+    enforce: a deny                                                 -> PolicyDenied (403, the policy's reasons)
+
+An endpoint sets the decision on its record, calls `admit`, answers what it must before a deny (a 400
+for a model this gateway does not serve comes after 401 and before 403), then calls `enforce`. Every
+endpoint gives the same status for the same policy outcome, and every decision is timed, logged and
+counted the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.authn import Principal
+from gateway.errors import PolicyDenied, PolicyUnavailable, Unauthenticated
+from gateway.observe.metrics import Metrics
+from gateway.policy.decision_log import DecisionLogger
+from gateway.policy.engine import UNAVAILABLE, Decision, PolicyEngine
+
+DECISION_PATH = "gateway/decision"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What an endpoint tells the policy about a request: metadata only, never content."""
+
+    endpoint: str  # chat.completions | models.list | ...
+    model: str | None  # None when the client named a model this gateway does not serve (client text)
+    stream: bool = False
+    max_tokens: int | None = None
+    prompt_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    use_case: str | None
+    data_classification: str | None
+    client_ip: str | None
+
+
+def policy_input(principal: Principal, facts: RequestFacts, context: RequestContext) -> dict[str, Any]:
+    """The policy input, in the one shape the Rego and the decision-log masks read."""
+    return {
+        "principal": principal.as_input(),
+        "request": {
+            "endpoint": facts.endpoint,
+            "model": facts.model,
+            "stream": facts.stream,
+            "max_tokens": facts.max_tokens,
+            "prompt_tokens": facts.prompt_tokens,
+        },
+        "context": {
+            "use_case": context.use_case,
+            "data_classification": context.data_classification,
+            "client_ip": context.client_ip,
+        },
+    }
+
+
+class PolicyGate:
+    def __init__(self, policy: PolicyEngine, metrics: Metrics, decision_log: DecisionLogger) -> None:
+        self._policy = policy
+        self._metrics = metrics
+        self._decision_log = decision_log
+
+    async def decide(self, principal: Principal, facts: RequestFacts, context: RequestContext) -> Decision:
+        """The decision for one request (never raises: the engine fails closed into a deny)."""
+        value = policy_input(principal, facts, context)
+        started = time.perf_counter_ns()
+        decision = await self._policy.decide(value)
+        elapsed = time.perf_counter_ns() - started
+        self._metrics.policy_eval.observe(elapsed / 1e9)
+        self._decision_log.record(value, decision, path=DECISION_PATH, eval_ns=elapsed)
+        outcome = "error" if decision.error else ("allow" if decision.allow else "deny")
+        self._metrics.policy_decisions.labels(result=outcome).inc()
+        return decision
+
+    @classmethod
+    def admit(cls, decision: Decision) -> None:
+        """Raise for what is not a plain allow or deny (see the table above)."""
+        if decision.error in UNAVAILABLE:
+            raise PolicyUnavailable(
+                "the policy engine cannot answer now; retry later", retry_after=1, decision_id=decision.decision_id
+            )
+        if decision.unauthenticated:
+            raise Unauthenticated("no valid API key or token for a known team", decision_id=decision.decision_id)
+        if decision.error:
+            cls.enforce(decision)
+
+    @staticmethod
+    def enforce(decision: Decision) -> None:
+        """A deny as a 403 whose message carries the policy's reason codes."""
+        if decision.allow:
+            return
+        reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons) or "denied by policy"
+        raise PolicyDenied(reasons, decision_id=decision.decision_id)
