@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.demo_auth import mint_demo_jwt
+from gateway.demo.auth import mint_demo_jwt
 from gateway.policy import bundle
 from gateway.policy.embedded import EmbeddedEngine
 

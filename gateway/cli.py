@@ -179,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from gateway.demo.run import run_demo
 
     return asyncio.run(run_demo(echo_logs=not args.quiet_logs))
 

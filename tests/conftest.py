@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.standin import StandInServers
+from gateway.demo.standins import StandInServers
 from tests.harness import ADMIN_TOKEN, GatewayThread, close_sdk_clients, settings_for, standins_running
 
 

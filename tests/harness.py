@@ -23,8 +23,8 @@ import uvicorn
 import yaml
 
 from gateway.app import build_app
+from gateway.demo.standins import StandInServers, demo_standins, provider_config
 from gateway.settings import Settings, from_dict
-from gateway.standin import StandInServers, demo_standins, provider_config
 from tests.factories import ROOT, SHIPPED_BUNDLE
 
 PRICES = {

@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 from opa_bindings import OpaUndefinedError
 
+from gateway.demo.standins import BackgroundLoop, serve_local
 from gateway.policy import bundle
 from gateway.policy.compiler import compile_engine
-from gateway.standin import BackgroundLoop, serve_local
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.settings import from_dict, load
+from gateway.providers.registry import ADAPTERS
+from gateway.settings import ProviderKind, from_dict, load
 
 PROVIDER = {"name": "p", "kind": "openai", "base_url": "https://x/v1", "models": {"gpt-4o": "gpt-4o"}}
 
@@ -59,3 +61,7 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("listen: [")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load(str(bad), {})
+
+
+def test_every_provider_kind_has_an_adapter_and_no_adapter_lacks_a_kind() -> None:
+    assert set(typing.get_args(ProviderKind)) == set(ADAPTERS)

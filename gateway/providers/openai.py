@@ -50,6 +50,10 @@ def parse_usage(raw: Any) -> Usage | None:
 
 
 class OpenAIAdapter:
+    """OpenAI's own endpoint. Azure OpenAI (azure_openai.py) differs only in its URL, key header and body."""
+
+    include_model = True  # Azure names the model by the deployment in the URL instead
+
     def build(
         self, request: ChatRequest, provider: ProviderSettings, upstream_model: str, max_tokens: int
     ) -> UpstreamRequest:
@@ -59,9 +63,15 @@ class OpenAIAdapter:
         }
         key = provider.api_key()
         if key:
-            headers["Authorization"] = f"Bearer {key}"
-        url = provider.base_url.rstrip("/") + "/chat/completions"
-        return UpstreamRequest(url, headers, upstream_body(request, upstream_model, max_tokens))
+            headers.update(self.auth_headers(key))
+        body = upstream_body(request, upstream_model, max_tokens, include_model=self.include_model)
+        return UpstreamRequest(self.url(provider, upstream_model), headers, body)
+
+    def url(self, provider: ProviderSettings, upstream_model: str) -> str:
+        return provider.base_url.rstrip("/") + "/chat/completions"
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
 
     def parse(self, body: bytes, request: ChatRequest) -> Answer:
         return parse_completion(body)

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
-from gateway.demo_auth import DEMO_AUDIENCE, DEMO_ISSUER, sign_demo_jwt
-from gateway.standin import Behavior, StandInServers
+from gateway.demo.auth import DEMO_AUDIENCE, DEMO_ISSUER, sign_demo_jwt
+from gateway.demo.standins import Behavior, StandInServers
 from tests.harness import GatewayProcess, gateway_config, standins_running
 
 PHI_KEY, CONTENT_KEY = "gw-demo-cardiology", "gw-demo-marketing"

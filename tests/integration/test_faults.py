@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.standin import Behavior, StandInServers
+from gateway.demo.standins import Behavior, StandInServers
 from tests.harness import GatewayProcess, RedisServer, gateway_config
 
 ADMIN = "faults-admin"

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
-from gateway.demo_auth import DEMO_AUDIENCE, DEMO_ISSUER, sign_demo_jwt
-from gateway.standin import StandInServers
+from gateway.demo.auth import DEMO_AUDIENCE, DEMO_ISSUER, sign_demo_jwt
+from gateway.demo.standins import StandInServers
 from tests.harness import GatewayProcess, gateway_config
 
 ADMIN = "front-door-admin"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.demo_auth import sign_demo_jwt
+from gateway.demo.auth import sign_demo_jwt
 from tests.harness import GatewayThread
 
 json_scalars = (

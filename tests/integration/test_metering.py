@@ -7,7 +7,7 @@ import pytest
 import tiktoken
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.standin import Behavior, StandInServers
+from gateway.demo.standins import Behavior, StandInServers
 from tests.harness import GatewayThread, sdk_client
 
 

@@ -9,7 +9,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from gateway.standin import StandInServers
+from gateway.demo.standins import StandInServers
 from tests.factories import SHIPPED_BUNDLE
 from tests.harness import ADMIN_TOKEN, GatewayThread, sdk_client, settings_for
 from tests.opa_double import Fault, OpaDouble

@@ -19,8 +19,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from gateway.demo.standins import Behavior, Raw, StandInServers, _prompt_tokens
 from gateway.settings import ProviderSettings, Settings
-from gateway.standin import Behavior, Raw, StandInServers, _prompt_tokens
 from tests.harness import ADMIN_TOKEN, GatewayThread, settings_for
 
 PHI = {"Authorization": "Bearer gw-demo-cardiology", "X-Use-Case": "discharge-summary"}  # azure-us-east, anthropic-us

@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 
-from gateway.standin import Behavior
+from gateway.demo.standins import Behavior
 from tests.harness import GatewayProcess, RedisServer, gateway_config, standins_running
 
 ADMIN = "outage-admin"

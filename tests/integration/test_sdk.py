@@ -7,8 +7,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.demo_auth import mint_demo_jwt
-from gateway.standin import Behavior, StandInServers
+from gateway.demo.auth import mint_demo_jwt
+from gateway.demo.standins import Behavior, StandInServers
 from tests.harness import ADMIN_TOKEN, GatewayThread, sdk_client
 
 MESSAGES: list[ChatCompletionMessageParam] = [

@@ -30,10 +30,10 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from gateway.chat import from_body
+from gateway.demo.standins import Behavior, StandInServers
 from gateway.metering.redis_store import PREFIX
 from gateway.metering.tokens import TokenCounter
 from gateway.policy import bundle
-from gateway.standin import Behavior, StandInServers
 from tests.factories import REGO
 from tests.harness import GatewayProcess, RedisServer, gateway_config, standins_running
 

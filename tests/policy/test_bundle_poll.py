@@ -7,9 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.demo.standins import serve_local
 from gateway.policy import bundle
 from gateway.policy.embedded import EmbeddedEngine
-from gateway.standin import serve_local
 from tests.factories import REGO, copy_rego, policy_input
 
 

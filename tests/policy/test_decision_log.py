@@ -10,13 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.demo_auth import mint_demo_jwt
+from gateway.demo.auth import mint_demo_jwt
+from gateway.demo.standins import serve_local
 from gateway.observe.metrics import Metrics
 from gateway.policy import bundle
 from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.settings import DecisionLogSettings
-from gateway.standin import serve_local
 from tests.factories import REGO, SHIPPED_BUNDLE, policy_input
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.policy import testing
+from gateway.policy import discovery, testing
 from tests.factories import POLICY_TESTS, REGO, ROOT
 
 SAMPLE = """package sample_test
@@ -100,7 +100,7 @@ def test_coverage_threshold_not_met_exits_2(tmp_path: Path) -> None:
 
 
 def test_discovery_reports_rows() -> None:
-    found = testing.discover({"a.rego": "package a\n\ntest_one if true\n\ntodo_test_two if true\n"})
+    found = discovery.discover({"a.rego": "package a\n\ntest_one if true\n\ntodo_test_two if true\n"})
     assert [(t.name, t.row, t.package) for t in found] == [("test_one", 3, "data.a"), ("todo_test_two", 5, "data.a")]
 
 

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.chat import from_body
+from gateway.demo.standins import BackgroundLoop, Behavior, Raw, StandIn, StandInServers, provider_config
 from gateway.errors import GatewayError
 from gateway.forward import Upstream
 from gateway.metering.meter import Meter
@@ -36,7 +37,6 @@ from gateway.resilience.breakers import LocalBreakers
 from gateway.resilience.queue import CooldownQueue
 from gateway.routing import Completed, Router, Walk
 from gateway.settings import Settings, from_dict
-from gateway.standin import BackgroundLoop, Behavior, Raw, StandIn, StandInServers, provider_config
 
 EXAMPLES = int(os.environ.get("GATEWAY_PROPERTY_EXAMPLES", "2000"))
 MODELS = {"openai": "gpt-4o", "azure_openai": "gpt-4o", "anthropic": "claude-sonnet-4"}

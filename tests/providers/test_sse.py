@@ -6,14 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.demo.standins import Behavior
+from gateway.demo.stream_events import anthropic_events, openai_events
 from gateway.providers.sse import MAX_EVENT_BYTES, Event, SSEParser
-from gateway.standin import Behavior, _anthropic_events, _openai_events
 
 WORDS = ["Stand-in", "answer:", "all", "good."]
 USAGE = {"prompt_tokens": 12, "completion_tokens": 4}
 RECORDED = {
-    "openai": b"".join(e for _, e in _openai_events("gpt-4o", WORDS, USAGE, Behavior())),
-    "anthropic": b"".join(e for _, e in _anthropic_events("claude", WORDS, USAGE, Behavior())),
+    "openai": b"".join(e for _, e in openai_events("gpt-4o", WORDS, USAGE, Behavior())),
+    "anthropic": b"".join(e for _, e in anthropic_events("claude", WORDS, USAGE, Behavior())),
 }
 
 

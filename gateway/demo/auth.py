@@ -1,6 +1,6 @@
 """Demo credentials: mint a JWT the shipped policy accepts, with the demo-only signing key.
 
-The key in demo_assets/ exists so `gateway demo` and the tests can show the
+The key in assets/ exists so `gateway demo` and the tests can show the
 JWT path; its public half is in rego/gateway/config/data.json. A real
 deployment replaces both with its identity provider's keys.
 """
@@ -37,7 +37,7 @@ def mint_demo_jwt(team: str, *, ttl_seconds: int = 3600, audience: str = DEMO_AU
 
 def sign_demo_jwt(claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
     """Any claims (and header), signed ES256 with the demo key: for tests of what the policy refuses."""
-    pem = resources.files("gateway").joinpath("demo_assets/demo-jwt-signing-key.pem").read_bytes()
+    pem = resources.files("gateway.demo").joinpath("assets/demo-jwt-signing-key.pem").read_bytes()
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     header = header or {"alg": "ES256", "typ": "JWT"}

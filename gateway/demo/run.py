@@ -25,13 +25,13 @@ import aiohttp
 import uvicorn
 
 from gateway.app import build_app
-from gateway.demo_auth import DEMO_AUDIENCE, DEMO_ISSUER, mint_demo_jwt, sign_demo_jwt
+from gateway.demo.auth import DEMO_AUDIENCE, DEMO_ISSUER, mint_demo_jwt, sign_demo_jwt
+from gateway.demo.standins import Behavior, StandInServers, demo_standins, provider_config
 from gateway.observe import logs
 from gateway.policy import bundle
 from gateway.settings import from_dict
-from gateway.standin import Behavior, StandInServers, demo_standins, provider_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PRICES = {
     "gpt-4o": {"input": 2.50, "output": 10.00},
     "gpt-4o-mini": {"input": 0.15, "output": 0.60},

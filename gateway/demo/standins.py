@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 
 from gateway.chat import from_body
+from gateway.demo.stream_events import anthropic_events, openai_events, sse
 from gateway.errors import InvalidRequest
 from gateway.metering.tokens import TokenCounter
 
@@ -202,7 +203,7 @@ class StandIn:
     async def _keepalives(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        ping = _sse({"type": "ping"}, "ping") if self.kind == "anthropic" else b": keep-alive\n\n"
+        ping = sse({"type": "ping"}, "ping") if self.kind == "anthropic" else b": keep-alive\n\n"
         for _ in range(int(STALL_SECONDS / 0.05)):  # bounded: stops by itself after STALL_SECONDS
             await response.write(ping)
             await asyncio.sleep(0.05)
@@ -242,9 +243,9 @@ class StandIn:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         events = (
-            _anthropic_events(model, words, usage, behavior)
+            anthropic_events(model, words, usage, behavior)
             if self.kind == "anthropic"
-            else _openai_events(model, words, usage, behavior)
+            else openai_events(model, words, usage, behavior)
         )
         content_sent = 0
         for is_content, event in events:
@@ -270,79 +271,6 @@ def _counter() -> TokenCounter:
 def _prompt_tokens(body: dict[str, Any]) -> int:
     text = json.dumps(body.get("messages", [])) + json.dumps(body.get("system", ""))
     return max(1, len(text) // 4)
-
-
-def _sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {payload}\n\n".encode()
-
-
-def _openai_events(model: str, words: list[str], usage: dict[str, Any], behavior: Behavior) -> list[tuple[bool, bytes]]:
-    base = {"id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    events = [
-        (
-            False,
-            _sse(
-                {
-                    **base,
-                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
-                }
-            ),
-        )
-    ]
-    for i, word in enumerate(words):
-        piece = word if i == 0 else " " + word
-        events.append(
-            (True, _sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
-        )
-    events.append((False, _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})))
-    if behavior.usage:
-        total = usage["prompt_tokens"] + usage["completion_tokens"]
-        events.append((False, _sse({**base, "choices": [], "usage": {**usage, "total_tokens": total}})))
-    events.append((False, _sse("[DONE]")))
-    return events
-
-
-def _anthropic_events(
-    model: str, words: list[str], usage: dict[str, Any], behavior: Behavior
-) -> list[tuple[bool, bytes]]:
-    start_usage = {"input_tokens": usage["prompt_tokens"], "output_tokens": 1} if behavior.usage else {}
-    message = {
-        "id": "msg_standin",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "usage": start_usage,
-    }
-    events = [
-        (False, _sse({"type": "message_start", "message": message}, "message_start")),
-        (
-            False,
-            _sse(
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                "content_block_start",
-            ),
-        ),
-        (False, _sse({"type": "ping"}, "ping")),
-    ]
-    for i, word in enumerate(words):
-        piece = word if i == 0 else " " + word
-        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
-        events.append((True, _sse(delta, "content_block_delta")))
-    events.append((False, _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")))
-    delta_usage = {"output_tokens": usage["completion_tokens"]} if behavior.usage else {}
-    events.append(
-        (
-            False,
-            _sse(
-                {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": delta_usage}, "message_delta"
-            ),
-        )
-    )
-    events.append((False, _sse({"type": "message_stop"}, "message_stop")))
-    return events
 
 
 async def serve_local(app: web.Application, port: int = 0) -> tuple[web.AppRunner, int]:
