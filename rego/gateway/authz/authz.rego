@@ -5,16 +5,20 @@
 #   made it (custom.code); messages name teams and rules, never request content.
 package gateway.authz
 
-import data.gateway
+import data.gateway.authn
+import data.gateway.request
 
-_authenticated if gateway.authn.team != ""
+_authenticated if authn.team != ""
 
 # METADATA
 # title: Unauthenticated
 # description: No API key or JWT maps to a known team.
 # custom:
 #   code: unauthenticated
-deny contains {"code": "unauthenticated", "message": "no valid credential for a known team"} if {
+deny contains {
+	"code": "unauthenticated",
+	"message": "no valid credential for a known team",
+} if {
 	not _authenticated
 }
 
@@ -23,9 +27,12 @@ deny contains {"code": "unauthenticated", "message": "no valid credential for a 
 # description: The request names no use case and the team has no default one.
 # custom:
 #   code: use_case_required
-deny contains {"code": "use_case_required", "message": "set the X-Use-Case header"} if {
+deny contains {
+	"code": "use_case_required",
+	"message": "set the X-Use-Case header",
+} if {
 	_authenticated
-	gateway.requested_use_case == ""
+	request.requested_use_case == ""
 }
 
 # METADATA
@@ -33,10 +40,13 @@ deny contains {"code": "use_case_required", "message": "set the X-Use-Case heade
 # description: The team is not entitled to this use case.
 # custom:
 #   code: use_case_not_allowed
-deny contains {"code": "use_case_not_allowed", "message": sprintf("team %s is not entitled to this use case", [gateway.authn.team])} if {
+deny contains {
+	"code": "use_case_not_allowed",
+	"message": sprintf("team %s is not entitled to this use case", [authn.team]),
+} if {
 	_authenticated
-	gateway.requested_use_case != ""
-	not gateway.requested_use_case in gateway.team.use_cases
+	request.requested_use_case != ""
+	not request.requested_use_case in request.team.use_cases
 }
 
 # METADATA
@@ -44,9 +54,12 @@ deny contains {"code": "use_case_not_allowed", "message": sprintf("team %s is no
 # description: The team is not entitled to the requested model.
 # custom:
 #   code: model_not_allowed
-deny contains {"code": "model_not_allowed", "message": sprintf("team %s is not entitled to this model", [gateway.authn.team])} if {
+deny contains {
+	"code": "model_not_allowed",
+	"message": sprintf("team %s is not entitled to this model", [authn.team]),
+} if {
 	_authenticated
-	not input.request.model in gateway.team.models
+	not input.request.model in request.team.models
 }
 
 # METADATA
@@ -54,10 +67,13 @@ deny contains {"code": "model_not_allowed", "message": sprintf("team %s is not e
 # description: PHI-classified requests only from teams cleared for PHI.
 # custom:
 #   code: phi_not_permitted
-deny contains {"code": "phi_not_permitted", "message": sprintf("team %s is not cleared for PHI", [gateway.authn.team])} if {
+deny contains {
+	"code": "phi_not_permitted",
+	"message": sprintf("team %s is not cleared for PHI", [authn.team]),
+} if {
 	_authenticated
-	gateway.classification == "phi"
-	not gateway.team.phi == true
+	request.classification == "phi"
+	not request.team.phi == true
 }
 
 # METADATA
@@ -69,11 +85,17 @@ deny contains {"code": "phi_not_permitted", "message": sprintf("team %s is not c
 #   turn on content logging, with one header.
 # custom:
 #   code: phi_declassification_not_granted
-deny contains {"code": "phi_declassification_not_granted", "message": sprintf("team %s handles PHI: a lower classification is allowed only in its declassify_use_cases", [gateway.authn.team])} if {
+deny contains {
+	"code": "phi_declassification_not_granted",
+	"message": sprintf(
+		"team %s handles PHI: a lower classification is allowed only in its declassify_use_cases",
+		[authn.team],
+	),
+} if {
 	_authenticated
-	gateway.team.phi == true
+	request.team.phi == true
 	input.context.data_classification in {"pii", "none"}
-	not gateway.requested_use_case in object.get(gateway.team, "declassify_use_cases", [])
+	not request.requested_use_case in object.get(request.team, "declassify_use_cases", [])
 }
 
 # METADATA
@@ -81,10 +103,13 @@ deny contains {"code": "phi_declassification_not_granted", "message": sprintf("t
 # description: The request asks for more completion tokens than the team's cap.
 # custom:
 #   code: max_tokens_over_cap
-deny contains {"code": "max_tokens_over_cap", "message": sprintf("max_tokens is over team %s's cap of %d", [gateway.authn.team, gateway.team.max_tokens])} if {
+deny contains {
+	"code": "max_tokens_over_cap",
+	"message": sprintf("max_tokens is over team %s's cap of %d", [authn.team, request.team.max_tokens]),
+} if {
 	_authenticated
 	is_number(input.request.max_tokens)
-	input.request.max_tokens > gateway.team.max_tokens
+	input.request.max_tokens > request.team.max_tokens
 }
 
 # METADATA
@@ -94,8 +119,11 @@ deny contains {"code": "max_tokens_over_cap", "message": sprintf("max_tokens is 
 #   entitlement for this request, so it cannot go anywhere.
 # custom:
 #   code: no_compliant_route
-deny contains {"code": "no_compliant_route", "message": "no provider satisfies this request's PHI and residency rules"} if {
+deny contains {
+	"code": "no_compliant_route",
+	"message": "no provider satisfies this request's PHI and residency rules",
+} if {
 	_authenticated
-	input.request.model in gateway.team.models
-	count(gateway.candidate_routes) == 0
+	input.request.model in request.team.models
+	count(request.candidate_routes) == 0
 }

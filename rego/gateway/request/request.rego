@@ -1,0 +1,77 @@
+# METADATA
+# title: Request facts
+# description: |
+#   What the policy derives from a request's metadata and the policy data, shared
+#   by the decision (main.rego) and the deny rules (authz): the team's entry, the
+#   use case, the data classification and the candidate routes. Imports only
+#   authn, config and routing, so nothing imports back into it.
+package gateway.request
+
+import data.gateway.authn
+import data.gateway.config
+import data.gateway.routing
+
+# The authenticated team's entry in the policy data, {} when unauthenticated.
+team := object.get(config.teams, authn.team, {})
+
+# METADATA
+# title: Use case
+# description: |
+#   The use case the request runs under: only ever one of the team's own, so
+#   the value is safe to log and to use as a metric label (a header the team
+#   is not entitled to never comes back out of the policy).
+default use_case := ""
+
+use_case := requested_use_case if requested_use_case in team.use_cases
+
+# The X-Use-Case header when given, else the team's default use case.
+default requested_use_case := ""
+
+requested_use_case := input.context.use_case if {
+	is_string(input.context.use_case)
+	input.context.use_case != ""
+}
+
+requested_use_case := team.default_use_case if {
+	not _use_case_declared
+	is_string(team.default_use_case)
+}
+
+_use_case_declared if {
+	is_string(input.context.use_case)
+	input.context.use_case != ""
+}
+
+# METADATA
+# title: Data classification
+# description: |
+#   The X-Data-Classification header when it names a known class. Without it a
+#   PHI team's request is PHI, any other team's is none. Anything unknown is PHI.
+default classification := "phi"
+
+classification := input.context.data_classification if {
+	input.context.data_classification in {"phi", "pii", "none"}
+}
+
+classification := "phi" if {
+	not _classification_declared
+	team.phi == true
+}
+
+classification := "none" if {
+	not _classification_declared
+	team.phi == false
+}
+
+# Any non-null header counts as declared, so an unknown value stays at the default: PHI.
+_classification_declared if input.context.data_classification != null
+
+# Every route the data allows for this request, before the allow/deny verdict.
+candidate_routes := routing.routes(
+	team,
+	input.request.model,
+	use_case,
+	classification,
+	config.providers,
+	config.equivalence,
+)
