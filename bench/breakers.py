@@ -24,7 +24,7 @@ from gateway.observe.metrics import Metrics  # noqa: E402
 from gateway.resilience.breakers import Breakers, LocalBreakers  # noqa: E402
 from gateway.resilience.shared import SharedBreakers  # noqa: E402
 from gateway.settings import BreakerSettings  # noqa: E402
-from gateway.state import redis_client  # noqa: E402
+from gateway.state import Outage, redis_client  # noqa: E402
 from tests.harness import RedisServer  # noqa: E402
 
 
@@ -55,7 +55,7 @@ async def main(requests: int) -> None:
     report("local", await run(LocalBreakers(BreakerSettings()), requests), 0)
     with RedisServer() as server:
         client = redis_client(server.url, timeout_ms=200)
-        shared = SharedBreakers(client, BreakerSettings(), Metrics())
+        shared = SharedBreakers(client, BreakerSettings(), Metrics(), outage=Outage(client, Metrics()))
         await shared.start()
         await one(shared)
         await client.config_resetstat()

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.metering.meter import Meter, Reservation  # noqa: E402
+from gateway.metering.redis_store import RedisStore  # noqa: E402
 from gateway.metering.store import Budget  # noqa: E402
 from gateway.observe.metrics import Metrics  # noqa: E402
-from gateway.state import redis_client  # noqa: E402
+from gateway.state import Outage, redis_client  # noqa: E402
 from tests.harness import RedisServer  # noqa: E402
 
 TEAM, PROVIDER = Budget("team:bench", 10**12), Budget("provider:bench", 10**12)
@@ -55,7 +56,8 @@ async def main(requests: int) -> None:
         print(f"{'memory':<8} {concurrency:>11} {statistics.median(samples):>9.1f} {pct(samples, 0.99):>9.1f} {0:>20}")
     with RedisServer() as server:
         client = redis_client(server.url, timeout_ms=200)
-        meter = Meter(Metrics(), redis_client=client)
+        metrics = Metrics()
+        meter = Meter(metrics, shared=RedisStore(client), outage=Outage(client, metrics))
         await one(meter)  # load the scripts
         for concurrency in (1, 32):
             await client.config_resetstat()

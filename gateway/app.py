@@ -22,6 +22,7 @@ from gateway import authn
 from gateway.errors import GatewayError, NotFound, PolicyDenied, Unauthenticated
 from gateway.forward import Upstream
 from gateway.metering.meter import Meter
+from gateway.metering.redis_store import RedisStore
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
 from gateway.pipeline import ChatPipeline, Context
@@ -35,7 +36,7 @@ from gateway.resilience.queue import CooldownQueue
 from gateway.resilience.shared import SharedBreakers
 from gateway.routing import Router
 from gateway.settings import Settings
-from gateway.state import redis_client
+from gateway.state import Instances, Outage, redis_client
 
 log = logging.getLogger("gateway.app")
 
@@ -62,13 +63,21 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     url = settings.state.redis_url
     client = redis_client(url, timeout_ms=settings.state.timeout_ms) if url else None
     upstream = Upstream()
-    meter = Meter(metrics, redis_client=client, expected_instances=settings.state.expected_instances)
     probe_ttl = max((p.timeout_seconds for p in settings.providers), default=60.0) + 5
-    breakers: Breakers = (
-        SharedBreakers(client, settings.breaker, metrics, probe_ttl=probe_ttl)
-        if client is not None
-        else LocalBreakers(settings.breaker, probe_ttl=probe_ttl)
-    )
+    breakers: Breakers
+    if client is not None:  # shared state: one outage tracker for budgets, breakers and heartbeats
+        outage = Outage(client, metrics)
+        meter = Meter(
+            metrics,
+            shared=RedisStore(client),
+            outage=outage,
+            instances=Instances(client, outage),
+            expected_instances=settings.state.expected_instances,
+        )
+        breakers = SharedBreakers(client, settings.breaker, metrics, outage=outage, probe_ttl=probe_ttl)
+    else:
+        meter = Meter(metrics)
+        breakers = LocalBreakers(settings.breaker, probe_ttl=probe_ttl)
     queue = CooldownQueue(settings.queue.max_depth, metrics)
     router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
     decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=policy.masker)

@@ -8,24 +8,20 @@ fields), so one slot is no hot spot.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from gateway.metering.store import STATUS, Budget, Outcome
+from gateway.state import load_script
 
 PREFIX = "gw:{meter}:"
 
 
-def script(name: str) -> str:
-    return resources.files("gateway.metering").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
-
-
 class RedisStore:
     def __init__(self, client: aioredis.Redis) -> None:
-        self._reserve: Any = client.register_script(script("reserve"))
-        self._settle: Any = client.register_script(script("settle"))
+        self._reserve: Any = load_script(client, "gateway.metering", "reserve")
+        self._settle: Any = load_script(client, "gateway.metering", "settle")
 
     async def reserve(self, team: Budget, provider: Budget, amount: int) -> Outcome:
         keys = [PREFIX + team.key, PREFIX + provider.key]

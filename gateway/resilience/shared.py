@@ -11,7 +11,7 @@ cool-downs go to Redis at once. Half-open probe permits are always taken in
 Redis, so the probe limit holds across instances.
 
 Redis unreachable or slow: every call falls back to the in-process breakers
-(LocalBreakers) for `retry_seconds`, then Redis is tried again.
+(LocalBreakers) while the process's one state.Outage says Redis is down.
 """
 
 from __future__ import annotations
@@ -20,25 +20,19 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from gateway import tasks
-from gateway.metering.meter import STORE_ERRORS
 from gateway.observe.metrics import Metrics
 from gateway.resilience.breakers import MAX_COOLDOWN_SECONDS, STATE_CODES, Admission, LocalBreakers
 from gateway.settings import BreakerSettings
-from gateway.state import drop_connections
+from gateway.state import STORE_ERRORS, Outage, load_script
 
 log = logging.getLogger("gateway.resilience")
 CACHE_SECONDS = 1.0
 FLUSH_SECONDS = 0.5
-
-
-def _script(name: str) -> str:
-    return resources.files("gateway.resilience").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
 
 
 def key(provider: str) -> str:
@@ -61,22 +55,19 @@ class SharedBreakers:
         settings: BreakerSettings,
         metrics: Metrics,
         *,
+        outage: Outage,
         probe_ttl: float = 60.0,
-        retry_seconds: float = 1.0,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._probe_ttl = probe_ttl
-        self._retry_seconds = retry_seconds
+        self._outage = outage
         self._local = LocalBreakers(settings, probe_ttl=probe_ttl)
-        self._client = client
-        self._reset: asyncio.Future[None] | None = None
         self._scripts: dict[str, Any] = {
-            n: client.register_script(_script(n)) for n in ("admit", "record", "cooldown", "peek")
+            n: load_script(client, "gateway.resilience", n) for n in ("admit", "record", "cooldown", "peek")
         }
         self._cache: dict[str, _Cached] = {}
         self._pending_ok: dict[str, int] = {}
-        self._down_until = 0.0
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -245,13 +236,10 @@ class SharedBreakers:
                     await self._refresh(provider)
 
     def _down(self) -> bool:
-        return time.monotonic() < self._down_until
+        return self._outage.down
 
     def _mark_down(self, exc: BaseException) -> None:
-        if not self._down():
-            log.warning("breaker store unreachable, using local breakers", extra={"error_type": type(exc).__name__})
-            self._reset = asyncio.ensure_future(drop_connections(self._client))
-        self._down_until = time.monotonic() + self._retry_seconds
+        self._outage.mark_down(exc)
 
 
 def _text(value: Any) -> str:

@@ -15,7 +15,7 @@ from gateway.observe.metrics import Metrics
 from gateway.resilience.breakers import Breakers, LocalBreakers
 from gateway.resilience.shared import SharedBreakers
 from gateway.settings import BreakerSettings
-from gateway.state import redis_client
+from gateway.state import Outage, redis_client
 from tests.harness import RedisServer
 
 SETTINGS = BreakerSettings(
@@ -49,7 +49,7 @@ async def _make_pair(request: pytest.FixtureRequest, settings: BreakerSettings) 
     server: RedisServer = request.getfixturevalue("redis_server")
     clients = [redis_client(server.url, timeout_ms=500) for _ in range(2)]
     await clients[0].flushdb()
-    instances = [SharedBreakers(c, settings, Metrics()) for c in clients]
+    instances = [SharedBreakers(c, settings, Metrics(), outage=Outage(c, Metrics())) for c in clients]
     for i in instances:
         await i.start()
     yield Pair(instances[0], instances[1])
@@ -157,7 +157,7 @@ async def test_snapshot_reports_state_and_trips(pair: Pair) -> None:
 
 async def test_shared_breakers_fall_back_when_redis_is_down() -> None:
     client = redis_client("redis://127.0.0.1:1/0", timeout_ms=50)
-    shared = SharedBreakers(client, SETTINGS, Metrics())
+    shared = SharedBreakers(client, SETTINGS, Metrics(), outage=Outage(client, Metrics()))
     assert (await shared.admit("p")).allowed
     await _trip(shared)
     assert not (await shared.admit("p")).allowed  # the local fallback tripped on its own

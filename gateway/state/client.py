@@ -11,6 +11,8 @@ bounded by the same timeout, so only a genuinely slow or dead Redis counts.
 from __future__ import annotations
 
 import contextlib
+from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -18,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 MAX_CONNECTIONS = 128
+STORE_ERRORS = (RedisError, OSError, TimeoutError)  # what a store call raises when Redis is down or slow
 
 
 def redis_client(url: str, *, timeout_ms: int) -> aioredis.Redis:
@@ -38,3 +41,9 @@ async def drop_connections(client: aioredis.Redis) -> None:
     instead of discovering the dead ones one failure at a time."""
     with contextlib.suppress(RedisError, OSError):
         await client.connection_pool.disconnect(inuse_connections=False)
+
+
+def load_script(client: aioredis.Redis, package: str, name: str) -> Any:
+    """A Lua script from `<package>/lua/<name>.lua`, registered on the client (EVALSHA, loaded on first use)."""
+    source = resources.files(package).joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
+    return client.register_script(source)
