@@ -137,7 +137,14 @@ class ConfigError(Exception):
 
 
 class BundleError(Exception):
-    """A bundle that cannot be built, read, verified or activated: one line naming the problem."""
+    """A bundle that cannot be built, read, verified or activated: one line naming the problem.
+
+    `detail`, when set, is OPA's own report of the same problem (its header, `file:row: code: message`
+    lines and source excerpts), for tools that print what `opa` would."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class InternalError(GatewayError):

@@ -35,5 +35,6 @@ def compile_engine(modules: dict[str, str], data: dict[str, Any]) -> OpaEngine:
         engine.eval_query("true")  # forces compilation of every module now, not on the first request
     except OpaError as exc:
         engine.close()
-        raise BundleError("; ".join(error_lines(exc))) from exc
+        detail = re.sub(r"^bundle activation failed: ", "", exc.message or exc.code)
+        raise BundleError("; ".join(error_lines(exc)), detail=detail) from exc
     return engine

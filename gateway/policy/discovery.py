@@ -16,6 +16,7 @@ from typing import Any
 from opa_bindings import OpaEngine, OpaError
 
 from gateway.errors import BundleError
+from gateway.policy.compiler import compile_engine
 
 TEST_PREFIX, SKIP_PREFIX = "test_", "todo_test_"
 _PARSE = "x := rego.parse_module(input.file, input.source)"
@@ -44,6 +45,7 @@ def discover(modules: dict[str, str], engine: OpaEngine | None = None) -> list[D
             try:
                 ast = parser.eval_query(_PARSE, {"file": file, "source": source})[0]["x"]
             except (OpaError, IndexError, KeyError) as exc:
+                compile_engine({file: source}, {}).close()  # raises OPA's own parse report for this module
                 raise BundleError(f"{file}: does not parse") from exc
             package_keys = [str(t["value"]) for t in ast["package"]["path"][1:]]
             package = "data" + "".join(_ref_part(k) for k in package_keys)

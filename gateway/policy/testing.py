@@ -236,9 +236,11 @@ def main(paths: list[str], options: Options, *, out: TextIO, err: TextIO) -> int
     try:
         loaded = sources.load(paths, all_data=True, ignore=options.ignore)
         results, cover = run(loaded.modules, loaded.data, coverage=coverage, pattern=options.run)
-    except (BundleError, re.error) as exc:
-        for line in str(exc).split("; "):
-            err.write(line + "\n")
+    except BundleError as exc:  # OPA's own report when there is one: its header, locations and source lines
+        err.write((exc.detail or "\n".join(str(exc).split("; "))).rstrip("\n") + "\n")
+        return 1
+    except re.error as exc:
+        err.write(f"--run: not a regular expression: {exc}\n")
         return 1
     if not results and options.fail_on_empty:
         err.write("no tests found\n")

@@ -85,8 +85,17 @@ def test_compile_error_exits_1_with_file_and_row(tmp_path: Path) -> None:
     (tmp_path / "bad.rego").write_text("package bad\n\nx if { y }\n")
     code, out, err = _run([str(tmp_path)])
     assert code == 1
-    assert f"{tmp_path}/bad.rego:3: rego_unsafe_var_error: var y is unsafe" in err
+    assert err == f"1 error occurred: {tmp_path}/bad.rego:3: rego_unsafe_var_error: var y is unsafe\n"  # as OPA says
     assert out == ""
+
+
+def test_parse_error_shows_opa_header_and_source_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.rego").write_text("package broken\n\nz if {\n")
+    code, _, err = _run([str(tmp_path)])
+    lines = err.splitlines()
+    assert code == 1
+    assert lines[0] == f"1 error occurred: {tmp_path}/broken.rego:4: rego_parse_error: unexpected eof token"
+    assert lines[1:] == ["\tz if {", "\t     ^"]
 
 
 def test_coverage_threshold_not_met_exits_2(tmp_path: Path) -> None:
