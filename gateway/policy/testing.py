@@ -201,29 +201,45 @@ def go_duration(ns: int) -> str:
 
 
 def report_plain(results: list[Result], out: TextIO, *, verbose: bool) -> None:
+    """OPA's pretty report: failing (all with -v) tests by file, their cases, errors and prints; with -v a
+    FAILURES section; then the totals, where a parameterised test counts once per case, as OPA counts."""
     dirty = False
     last_file = ""
     for result in results:
-        shown = verbose or result.outcome not in ("PASS",)
-        if shown:
+        if verbose or result.outcome != "PASS":
             if last_file and last_file != result.file:
                 out.write("\n")
             out.write(f"{result.file}:{result.row}:\n")
             last_file = result.file
             out.write(result.line() + "\n")
             dirty = True
+            for case, failed in result.sub_results.items():
+                if verbose or failed:
+                    out.write(f"  {case}: {'FAIL' if failed else 'PASS'}\n")
+            if result.output:
+                out.write("\n" + "".join(f"  {line}\n" for line in result.output.strip().splitlines()) + "\n")
         if result.error:
             out.write(f"  {result.error}\n")
-        for case, failed in result.sub_results.items():
-            if verbose or failed:
-                out.write(f"    {case}: {'FAIL' if failed else 'PASS'}\n")
-        if result.output and (verbose or result.outcome in ("FAIL", "ERROR")):
-            out.write("\n" + "".join(f"  {line}\n" for line in result.output.splitlines()) + "\n")
+    failures = [r for r in results if r.outcome == "FAIL"]
+    if failures and verbose:
+        out.write("-" * 80 + "\nFAILURES\n" + "-" * 80 + "\n")
+        for failure in failures:
+            out.write(failure.line() + "\n")
+            for case, failed in failure.sub_results.items():
+                if failed:
+                    out.write(f"  {case}: FAIL\n")
+            out.write("\n")
     if dirty:
         out.write("-" * 80 + "\n")
-    total = len(results)
-    for label in ("PASS", "FAIL", "SKIPPED", "ERROR"):
-        count = sum(1 for r in results if r.outcome == label)
+    counts = {"PASS": 0, "FAIL": 0, "SKIPPED": 0, "ERROR": 0}
+    for result in results:
+        if result.sub_results:
+            for failed in result.sub_results.values():
+                counts["FAIL" if failed else "PASS"] += 1
+        else:
+            counts[result.outcome] += 1
+    total = sum(counts.values())
+    for label, count in counts.items():
         if count:
             out.write(f"{label}: {count}/{total}\n")
 

@@ -184,6 +184,9 @@ def test_only_boolean_true_passes(tmp_path: Path) -> None:
     }
     assert results["test_one_case_fails"]["sub_results"] == {"bad": {"name": "bad", "fail": True}, "ok": {"name": "ok"}}
     assert code == 2
+    plain = _run([str(tmp_path)], verbose=True)[1].splitlines()
+    assert "  bad: FAIL" in plain and "FAILURES" in plain
+    assert plain[-2:] == ["PASS: 4/8", "FAIL: 4/8"], "a parameterised test counts once per case, as OPA counts"
 
 
 def test_skipped_tests_exit_2_unless_z(tmp_path: Path) -> None:
