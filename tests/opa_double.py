@@ -49,6 +49,9 @@ class OpaDouble:
         return f"http://127.0.0.1:{self.port}"
 
     async def _data(self, request: web.Request) -> web.StreamResponse:
+        """Decisions count in `requests` and meet the scripted faults; other documents are simply answered."""
+        if request.match_info["path"].strip("/") != "gateway/decision":
+            return await self._answer(request)
         self.requests += 1
         fault = self.faults.popleft() if self.faults else self.default
         if fault.latency:
@@ -61,6 +64,9 @@ class OpaDouble:
             return web.json_response({"code": "internal_error", "message": "scripted"}, status=fault.status)
         if fault.garbage:
             return web.Response(body=b"<html>not json", content_type="application/json")
+        return await self._answer(request)
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         path = request.match_info["path"].strip("/").replace("/", ".")
         answer: dict[str, Any] = {"decision_id": str(uuid.uuid4())}

@@ -43,6 +43,8 @@ class RemoteEngine:
         self._revision = ""
         self._ready = False
         self._health: asyncio.Task[None] | None = None
+        self._known: frozenset[str] | None = None  # the server's known API key hashes, None: unknown
+        self._known_revision: str | None = None
         self.last_error: str | None = None
 
     @property
@@ -68,7 +70,10 @@ class RemoteEngine:
         return None  # OPA's decision logger masks with the same bundle's system.log rules
 
     def known_api_key_hashes(self) -> frozenset[str] | None:
-        return None  # the data lives in the OPA server: every credential waits for the decision
+        """The server's `data.gateway.authn.known_api_key_hashes`, read at start, every HEALTH_SECONDS and
+        when a decision shows a new revision; None (every key waits for the decision) until read or when the
+        policy has no such rule. A key added by a new bundle may meet a 401 for up to HEALTH_SECONDS."""
+        return self._known
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
         decision_id = new_decision_id()
@@ -89,6 +94,8 @@ class RemoteEngine:
             return self._failed("server_error", "the policy server's answer is not a JSON object", decision_id)
         self._ready = True
         self._revision = _revision(answer) or self._revision
+        if self._revision != self._known_revision and self._known is not None:
+            self._known = None  # a new bundle: wait for the decision until the list is read again
         decision_id = str(answer.get("decision_id") or decision_id)
         if "result" not in answer:  # OPA omits `result` when the document is undefined
             return fail_closed(
@@ -109,6 +116,22 @@ class RemoteEngine:
         except (TimeoutError, aiohttp.ClientError, OSError):
             health = False
         self._ready = health
+        if health:
+            await self._read_known_keys()
+
+    async def _read_known_keys(self) -> None:
+        try:
+            async with asyncio.timeout(max(self._timeout, 1.0)):
+                answer = await self._client.query_rule(
+                    {}, "gateway/authn", "known_api_key_hashes", query_params={"provenance": True}
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return  # keep what we had; the next check tries again
+        value = answer.get("result") if isinstance(answer, dict) else None
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            self._known, self._known_revision = frozenset(value), _revision(answer) or self._revision
+        else:
+            self._known = None
 
     async def _health_ok(self) -> bool:
         session = self._client._session

@@ -93,3 +93,20 @@ def test_models_and_chat_answer_the_same_for_the_same_policy_failure(
     assert (chat.status_code, chat.json()["error"]["code"]) == (status, code)
     assert (listed.status_code, listed.json()["error"]["code"]) == (status, code)
     assert listed.headers["retry-after"] and listed.headers["x-gateway-decision-id"]
+
+
+def test_keys_the_opa_server_does_not_list_are_refused_before_a_decision(
+    opa_gateway: GatewayThread, double: OpaDouble
+) -> None:
+    engine = opa_gateway.components.policy
+    assert engine.known_api_key_hashes(), "read from the server's data.gateway.authn.known_api_key_hashes at start"
+    before = double.requests
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    refused = httpx.post(
+        opa_gateway.base_url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer nope"}
+    )
+    assert refused.status_code == 401 and double.requests == before, "no decision asked for an unlisted key"
+    listed = httpx.post(
+        opa_gateway.base_url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer gw-demo-marketing"}
+    )
+    assert listed.status_code == 200 and double.requests == before + 1
