@@ -82,7 +82,7 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
     decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=policy.masker)
     gate = PolicyGate(policy, metrics, decision_log)
-    pipeline = ChatPipeline(settings, policy, gate, router, meter, metrics)
+    pipeline = ChatPipeline(settings, policy, gate, router, metrics)
     return Components(
         settings, metrics, policy, upstream, meter, breakers, router, pipeline, client, decision_log, gate
     )

@@ -34,7 +34,6 @@ from gateway.errors import (
     ServerBusy,
     Unauthenticated,
 )
-from gateway.metering.meter import Meter
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, PolicyEngine
@@ -97,14 +96,12 @@ class ChatPipeline:
         policy: PolicyEngine,
         gate: PolicyGate,
         router: Router,
-        meter: Meter,
         metrics: Metrics,
     ) -> None:
         self._gate = gate
         self._settings = settings
         self._policy = policy
         self._router = router
-        self._meter = meter
         self._metrics = metrics
         self._models = {m for p in settings.providers for m in p.models}
         self._unverified_reads = asyncio.Semaphore(settings.listen.max_unverified_body_reads)
