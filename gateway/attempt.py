@@ -115,7 +115,7 @@ class Attempt:
         try:
             request = self._build(chat, max_tokens)
             async with asyncio.timeout(self.provider.timeout_seconds):
-                response = await self._open(request, stream=False)
+                response = await self._open(request)
                 body = await self._services.upstream.read_all(response, self.provider.max_answer_bytes)
             answer = self.adapter.parse(body, chat)
             if answer.usage is None:  # missing or absurd usage: account with our own count, never trust it blindly
@@ -140,7 +140,7 @@ class Attempt:
         try:
             request = self._build(chat, max_tokens)
             async with asyncio.timeout(self.provider.timeout_seconds):
-                self._response = await self._open(request, stream=True)
+                self._response = await self._open(request)
             self._translator = translator = self.adapter.translator(chat, keep_text=keep_text)
             async with asyncio.timeout_at(min(first_content, self._stream_deadline)):
                 while not (translator.state.deltas or translator.state.finished):
@@ -227,9 +227,9 @@ class Attempt:
         except Exception as exc:
             raise as_failure(exc, stage="build") from exc
 
-    async def _open(self, request: UpstreamRequest, *, stream: bool) -> aiohttp.ClientResponse:
+    async def _open(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
         self.upstream_started = time.perf_counter()
-        return await self._services.upstream.open(self.provider, request, stream=stream, sent=self._sent)
+        return await self._services.upstream.open(self.provider, request, sent=self._sent)
 
     async def _fail(self, failure: AttemptFailed) -> NoReturn:
         """Settle a failed attempt, tell the breaker, and raise the failure for the router."""

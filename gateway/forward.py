@@ -172,7 +172,7 @@ class Upstream:
             self._client = None
 
     async def open(
-        self, provider: ProviderSettings, request: UpstreamRequest, *, stream: bool, sent: Sent | None = None
+        self, provider: ProviderSettings, request: UpstreamRequest, *, sent: Sent | None = None
     ) -> aiohttp.ClientResponse:
         """Send and read the status; raise AttemptFailed unless 2xx. The caller reads and releases the body.
 
