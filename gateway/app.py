@@ -19,13 +19,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import authn
+from gateway.apis import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
 from gateway.errors import GatewayError, NotFound, PolicyDenied, Unauthenticated
+from gateway.followups import StoredResponses
 from gateway.forward import Upstream
 from gateway.metering.meter import Meter
 from gateway.metering.redis_store import RedisStore
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
-from gateway.pipeline import ChatPipeline, Context
+from gateway.pipeline import Context, Pipeline
 from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.engine import PolicyEngine
@@ -36,7 +38,7 @@ from gateway.resilience.queue import CooldownQueue
 from gateway.resilience.shared import SharedBreakers
 from gateway.routing import Router
 from gateway.settings import Settings
-from gateway.state import Instances, Outage, redis_client
+from gateway.state import Instances, Outage, ResponseOwners, redis_client
 
 log = logging.getLogger("gateway.app")
 
@@ -50,7 +52,8 @@ class Components:
     meter: Meter
     breakers: Breakers
     router: Router
-    pipeline: ChatPipeline
+    pipeline: Pipeline
+    stored: StoredResponses
     redis: aioredis.Redis | None
     decision_log: DecisionLogger
     gate: PolicyGate
@@ -65,8 +68,10 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     upstream = Upstream()
     probe_ttl = max((p.timeout_seconds for p in settings.providers), default=60.0) + 5
     breakers: Breakers
-    if client is not None:  # shared state: one outage tracker for budgets, breakers and heartbeats
+    owners = ResponseOwners()
+    if client is not None:  # shared state: one outage tracker for budgets, breakers, heartbeats and owners
         outage = Outage(client, metrics)
+        owners = ResponseOwners(client, outage)
         meter = Meter(
             metrics,
             shared=RedisStore(client),
@@ -82,9 +87,10 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
     decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=policy.masker)
     gate = PolicyGate(policy, metrics, decision_log)
-    pipeline = ChatPipeline(settings, policy, gate, router, metrics)
+    pipeline = Pipeline(settings, policy, gate, router, metrics, owners)
+    stored = StoredResponses(settings, gate, upstream, pipeline)
     return Components(
-        settings, metrics, policy, upstream, meter, breakers, router, pipeline, client, decision_log, gate
+        settings, metrics, policy, upstream, meter, breakers, router, pipeline, stored, client, decision_log, gate
     )
 
 
@@ -102,6 +108,11 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/responses/{response_id}", stored_response, methods=["GET", "DELETE"]),
+            Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -122,27 +133,51 @@ def _components(request: Request) -> Components:
 
 
 async def chat_completions(request: Request) -> Response:
-    return await _components(request).pipeline(request)
+    return await _components(request).pipeline(request, CHAT)
+
+
+async def embeddings(request: Request) -> Response:
+    return await _components(request).pipeline(request, EMBEDDINGS)
+
+
+async def responses(request: Request) -> Response:
+    return await _components(request).pipeline(request, RESPONSES)
+
+
+async def stored_response(request: Request) -> Response:
+    return await _components(request).stored(request)
+
+
+async def messages(request: Request) -> Response:
+    return await _components(request).pipeline(request, MESSAGES)
+
+
+async def count_tokens(request: Request) -> Response:
+    return await _components(request).pipeline.count_tokens(request, COUNT_TOKENS)
 
 
 async def models(request: Request) -> Response:
-    """The models the caller's team may use: one decision per served model, through the same gate as chat."""
+    """The models the caller's team may use, each with the endpoints it serves: one decision per served
+    model, through the same gate as every request. Anthropic's SDK (x-api-key) is answered too."""
     c = _components(request)
     ctx = Context()
-    principal = authn.principal(request.headers.get("authorization"))
+    principal = MESSAGES.credential(request.headers)
     try:
         if authn.precheck(principal, c.policy.known_api_key_hashes()) == "refuse":
             raise Unauthenticated("no valid API key or token for a known team")
         context = RequestContext(request.headers.get("x-use-case"), None, None)
         allowed: list[str] = []
-        for name in sorted({m for p in c.settings.providers for m in p.models}):
+        for name in sorted(c.pipeline.endpoints):
             decision = ctx.decision = await c.gate.decide(principal, RequestFacts("models.list", name), context)
             c.gate.admit(decision)
             if decision.allow:
                 allowed.append(name)
     except GatewayError as exc:
         return c.pipeline.respond_error(exc, ctx)
-    data = [{"id": m, "object": "model", "created": 0, "owned_by": "gateway"} for m in allowed]
+    data = [
+        {"id": m, "object": "model", "created": 0, "owned_by": "gateway", "endpoints": c.pipeline.endpoints[m]}
+        for m in allowed
+    ]
     return JSONResponse({"object": "list", "data": data}, headers={"X-Request-Id": ctx.request_id})
 
 

@@ -36,18 +36,18 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 import anyio
 
-from gateway.chat import ChatRequest
 from gateway.forward import CAUGHT, SENT_REASONS, AttemptFailed, Sent, Upstream, translate
+from gateway.inbound import Inbound
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.tokens import TokenCounter
 from gateway.policy.engine import Route
 from gateway.providers.base import Adapter, Answer, StreamState, StreamTranslator, UpstreamRequest, Usage, answer_text
-from gateway.providers.sse import SSEParser, frame
+from gateway.providers.sse import SSEParser
 from gateway.resilience.breakers import Breakers
 from gateway.settings import ProviderSettings
 
@@ -78,7 +78,7 @@ class Attempt:
         self,
         route: Route,
         provider: ProviderSettings,
-        adapter: Adapter,
+        adapter: Adapter[Any],
         reservation: Reservation,
         prompt_estimate: int,
         *,
@@ -110,14 +110,14 @@ class Attempt:
 
     # -- non-stream ----------------------------------------------------------
 
-    async def complete(self, chat: ChatRequest, max_tokens: int) -> Answer:
+    async def complete(self, request: Inbound, max_tokens: int) -> Answer:
         """The whole answer, settled. Raises AttemptFailed when it failed (already settled and released)."""
         try:
-            request = self._build(chat, max_tokens)
+            upstream_request = self._build(request, max_tokens)
             async with asyncio.timeout(self.provider.timeout_seconds):
-                response = await self._open(request)
+                response = await self._open(upstream_request)
                 body = await self._services.upstream.read_all(response, self.provider.max_answer_bytes)
-            answer = self.adapter.parse(body, chat)
+            answer = self.adapter.parse(body, request)
             if answer.usage is None:  # missing or absurd usage: account with our own count, never trust it blindly
                 text = answer_text(answer.completion) or ""
                 completion = self._services.counter.count_text(text, self.route.model)
@@ -132,16 +132,16 @@ class Attempt:
 
     # -- stream ----------------------------------------------------------------
 
-    async def open_stream(self, chat: ChatRequest, max_tokens: int, *, keep_text: bool) -> None:
+    async def open_stream(self, request: Inbound, max_tokens: int, *, keep_text: bool) -> None:
         """Send, then read until the first content (or the end). Raises AttemptFailed, already released."""
         loop = asyncio.get_running_loop()
         self._stream_deadline = loop.time() + self.provider.stream_timeout_seconds
         first_content = loop.time() + self.provider.first_content_timeout
         try:
-            request = self._build(chat, max_tokens)
+            upstream_request = self._build(request, max_tokens)
             async with asyncio.timeout(self.provider.timeout_seconds):
-                self._response = await self._open(request)
-            self._translator = translator = self.adapter.translator(chat, keep_text=keep_text)
+                self._response = await self._open(upstream_request)
+            self._translator = translator = self.adapter.translator(request, keep_text=keep_text)
             async with asyncio.timeout_at(min(first_content, self._stream_deadline)):
                 while not (translator.state.deltas or translator.state.finished):
                     self._held.extend(await self._next_frames())
@@ -177,16 +177,7 @@ class Attempt:
                     yield out
             else:
                 await self._record_failure(failure)
-                yield frame(
-                    {
-                        "error": {
-                            "type": "api_error",
-                            "code": "upstream_error",
-                            "message": f"the provider stream failed ({failure.reason}) after it started",
-                            "param": None,
-                        }
-                    }
-                )
+                yield self._translator.error(f"the provider stream failed ({failure.reason}) after it started")
         finally:
             if not self._finished:
                 await self._abandon()
@@ -220,10 +211,10 @@ class Attempt:
 
     # -- shared --------------------------------------------------------------
 
-    def _build(self, chat: ChatRequest, max_tokens: int) -> UpstreamRequest:
+    def _build(self, request: Inbound, max_tokens: int) -> UpstreamRequest:
         upstream_model = self.provider.models[self.route.model]
         try:
-            return self.adapter.build(chat, self.provider, upstream_model, max_tokens)
+            return self.adapter.build(request, self.provider, upstream_model, max_tokens)
         except Exception as exc:
             raise as_failure(exc, stage="build") from exc
 

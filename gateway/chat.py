@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from gateway.errors import InvalidRequest
+from gateway.inbound import TokenParts
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_TOKENS_CEILING = 1_000_000
+IMAGE_TOKENS = 765
+TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3
 MAX_MESSAGES = 10_000
 _PASSTHROUGH_NUMBERS = {
     "temperature": (0.0, 2.0),
@@ -34,8 +37,40 @@ class ChatRequest:
     body: dict[str, Any]  # the whole validated body, for adapters to translate
     size: int = 0  # the body's length in bytes as received (0 when built from a dict): how costly counting is
 
+    @property
+    def endpoint(self) -> str:
+        return "chat.completions"
+
+    @property
+    def generates(self) -> bool:
+        return True
+
+    def token_parts(self) -> TokenParts:
+        """Prompt text as OpenAI counts it: 3 tokens per message, 1 per name, 3 to prime the reply, images."""
+        texts: list[str] = []
+        fixed = REPLY_PRIMING
+        for message in self.messages:
+            fixed += TOKENS_PER_MESSAGE
+            texts.append(str(message.get("role", "")))
+            texts.append(text_of(message.get("content")))
+            if isinstance(message.get("name"), str):
+                texts.append(message["name"])
+                fixed += TOKENS_PER_NAME
+            fixed += IMAGE_TOKENS * image_parts(message.get("content"))
+            if message.get("tool_calls"):
+                texts.append(json.dumps(message["tool_calls"]))
+        tools = self.body.get("tools")
+        if tools:
+            texts.append(json.dumps(tools))
+        return TokenParts(texts, fixed)
+
 
 def parse(raw: bytes) -> ChatRequest:
+    return dataclasses.replace(from_body(json_body(raw)), size=len(raw))
+
+
+def json_body(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or InvalidRequest saying what is wrong with it (never quoting it)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -48,7 +83,7 @@ def parse(raw: bytes) -> ChatRequest:
         raise InvalidRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
-    return dataclasses.replace(from_body(body), size=len(raw))
+    return body
 
 
 def from_body(body: dict[str, Any]) -> ChatRequest:
@@ -67,11 +102,11 @@ def from_body(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest("stream must be a boolean", param="stream")
     max_tokens = _max_tokens(body)
     n = body.get("n", 1)
-    if n is not None and (not _is_int(n) or n != 1):
+    if n is not None and (not is_int(n) or n != 1):
         raise InvalidRequest("n must be 1: the gateway meters and routes one choice per request", param="n")
     for name, (low, high) in _PASSTHROUGH_NUMBERS.items():
         value = body.get(name)
-        if value is not None and (not _is_number(value) or not low <= value <= high):
+        if value is not None and (not is_number(value) or not low <= value <= high):
             raise InvalidRequest(f"{name} must be a number from {low:g} to {high:g}", param=name)
     options = body.get("stream_options")
     if options is not None and (
@@ -132,7 +167,7 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
         value = body.get(name)
         if value is None:
             continue
-        if not _is_int(value) or not 1 <= value <= MAX_TOKENS_CEILING:
+        if not is_int(value) or not 1 <= value <= MAX_TOKENS_CEILING:
             raise InvalidRequest(f"{name} must be an integer from 1 to {MAX_TOKENS_CEILING}", param=name)
         found[name] = int(value)
     if len(set(found.values())) > 1:
@@ -143,11 +178,11 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     return next(iter(found.values()), None)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -177,3 +212,9 @@ def text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def image_parts(content: Any) -> int:
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for p in content if isinstance(p, dict) and p.get("type") in ("image_url", "image", "input_image"))

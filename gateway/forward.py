@@ -186,9 +186,10 @@ class Upstream:
             sock_read=provider.timeout_seconds,
         )
         try:
-            response = await self._session.post(
+            response = await self._session.request(
+                request.method,
                 request.url,
-                data=request.body,
+                data=request.body or None,
                 headers=request.headers,
                 timeout=timeout,
                 allow_redirects=False,

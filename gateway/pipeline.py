@@ -1,4 +1,4 @@
-"""The request path, in order:
+"""The request path, in order, the same for every client API (apis.py):
 
     read body -> parse -> credential -> decide (OPA) -> route: reserve, forward, fail over -> settle -> record
 
@@ -23,26 +23,31 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from gateway import authn, chat
+from gateway import authn
+from gateway.apis import CHAT, Api
 from gateway.attempt import Attempt
 from gateway.errors import (
     GatewayError,
     InternalError,
     InvalidRequest,
+    NotFound,
     RequestTimeout,
     RequestTooLarge,
     ServerBusy,
     Unauthenticated,
 )
+from gateway.inbound import Inbound
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, PolicyEngine
 from gateway.policy.gate import PolicyGate, RequestContext, RequestFacts
 from gateway.providers.base import answer_text
+from gateway.providers.registry import model_endpoints
 from gateway.resilience.breakers import MAX_COOLDOWN_SECONDS
 from gateway.resilience.queue import ClientLeft
 from gateway.routing import Completed, Router, Streaming, Walk
 from gateway.settings import Settings
+from gateway.state.owners import Owner, ResponseOwners
 
 log = logging.getLogger("gateway.pipeline")
 USE_CASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -53,6 +58,7 @@ CLASSIFICATIONS = ("phi", "pii", "none")
 class Context:
     """What one request accumulates for its headers, its log record and its metrics."""
 
+    api: Api = CHAT
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     started: float = field(default_factory=time.perf_counter)
     decision: Decision | None = None
@@ -70,6 +76,7 @@ class Context:
     walk: Walk = field(default_factory=Walk)
     messages: Any = None
     completion: str | None = None
+    prompt_estimate: int = 0
 
     def headers(self) -> dict[str, str]:
         headers = {"X-Request-Id": self.request_id}
@@ -89,7 +96,7 @@ class Context:
         return headers
 
 
-class ChatPipeline:
+class Pipeline:
     def __init__(
         self,
         settings: Settings,
@@ -97,50 +104,36 @@ class ChatPipeline:
         gate: PolicyGate,
         router: Router,
         metrics: Metrics,
+        owners: ResponseOwners,
     ) -> None:
         self._gate = gate
         self._settings = settings
         self._policy = policy
         self._router = router
         self._metrics = metrics
-        self._models = {m for p in settings.providers for m in p.models}
+        self.owners = owners
+        self.endpoints = model_endpoints(settings.providers)  # served model -> the endpoints it serves
         self._unverified_reads = asyncio.Semaphore(settings.listen.max_unverified_body_reads)
 
-    async def __call__(self, request: Request) -> Response:
-        ctx = Context()
+    def known_keys(self) -> frozenset[str] | None:
+        return self._policy.known_api_key_hashes()
+
+    async def __call__(self, request: Request, api: Api = CHAT) -> Response:
+        ctx = Context(api)
         try:
-            principal = authn.principal(request.headers.get("authorization"))
+            principal = api.credential(request.headers)
             raw = await self._read_body(request, authn.precheck(principal, self._policy.known_api_key_hashes()))
-            parsed = chat.parse(raw)
+            parsed = api.parse(raw, request.headers)
             ctx.stream = parsed.stream
-            use_case, ctx.classification = _context_headers(request)
-            prompt_estimate = await self._router.estimate(parsed)
-            facts = RequestFacts(
-                "chat.completions",
-                # a model name this gateway does not serve is client text: never into the policy input or its log
-                parsed.model if parsed.model in self._models else None,
-                parsed.stream,
-                parsed.max_tokens,
-                prompt_estimate,
-            )
-            client_ip = request.client.host if request.client else None
-            context = RequestContext(use_case, ctx.classification, client_ip)
-            decision = ctx.decision = await self._gate.decide(principal, facts, context)
-            self._gate.admit(decision)
-            if parsed.model not in self._models:  # only now: nothing about models is said to a stranger
-                raise InvalidRequest(
-                    "model is not served by this gateway; GET /v1/models lists yours",
-                    param="model",
-                    decision_id=decision.decision_id,
-                )
-            self._gate.enforce(decision)
-            max_tokens = parsed.max_tokens or decision.max_tokens
+            owner = await self._owner(parsed)
+            decision = await self._decide(request, ctx, principal, parsed, owner)
+            max_tokens = (parsed.max_tokens or decision.max_tokens) if parsed.generates else 0
             keep_text = decision.log_level == "content"  # the policy alone decides whether content may be logged
             if keep_text:
-                ctx.messages = parsed.messages
+                ctx.messages = _content(parsed)
             async with _client_watch(request):
                 result = await self._router.run(
-                    parsed, decision, max_tokens, ctx.walk, keep_text=keep_text, prompt_tokens=prompt_estimate
+                    parsed, decision, max_tokens, ctx.walk, keep_text=keep_text, prompt_tokens=ctx.prompt_estimate
                 )
         except GatewayError as exc:
             return self.respond_error(exc, ctx)
@@ -152,8 +145,71 @@ class ChatPipeline:
             log.error("unexpected error", extra={"error_type": type(exc).__name__})
             return self.respond_error(InternalError("internal error"), ctx)
         if isinstance(result, Completed):
-            return self._complete(result, ctx)
-        return self._stream(result, ctx)
+            return await self._complete(result, ctx, parsed)
+        return self._stream(result, ctx, parsed)
+
+    async def count_tokens(self, request: Request, api: Api) -> Response:
+        """Anthropic's count_tokens, answered here: the gateway's own count for the model (Anthropic
+        models: a conservative estimate), after the same credential and policy checks as a request."""
+        ctx = Context(api)
+        try:
+            principal = api.credential(request.headers)
+            raw = await self._read_body(request, authn.precheck(principal, self.known_keys()))
+            parsed = api.parse(raw, request.headers)
+            await self._decide(request, ctx, principal, parsed, None)
+        except GatewayError as exc:
+            return self.respond_error(exc, ctx)
+        self.record(ctx)
+        return JSONResponse({"input_tokens": ctx.prompt_estimate}, headers=ctx.headers())
+
+    async def _decide(
+        self, request: Request, ctx: Context, principal: authn.Principal, parsed: Inbound, owner: Owner | None
+    ) -> Decision:
+        """The policy's decision, and the 4xx that come before or instead of it, in the one order:
+        401 (admit), 400 for a model or endpoint this gateway does not serve, 404 for a follow-up to a
+        response this team does not own, then 403 (enforce)."""
+        use_case, ctx.classification = context_headers(request)
+        ctx.prompt_estimate = await self._router.estimate(parsed)
+        served = self.endpoints.get(parsed.model)
+        facts = RequestFacts(
+            parsed.endpoint,
+            # a model name this gateway does not serve is client text: never into the policy input or its log
+            parsed.model if served is not None else None,
+            parsed.stream,
+            parsed.max_tokens,
+            ctx.prompt_estimate,
+            provider=owner.provider if owner is not None else None,
+        )
+        client_ip = request.client.host if request.client else None
+        decision = ctx.decision = await self._gate.decide(
+            principal, facts, RequestContext(use_case, ctx.classification, client_ip)
+        )
+        self._gate.admit(decision)
+        if served is None:  # only now: nothing about models is said to a stranger
+            raise InvalidRequest(
+                "model is not served by this gateway; GET /v1/models lists yours",
+                param="model",
+                decision_id=decision.decision_id,
+            )
+        if parsed.endpoint not in served:
+            raise InvalidRequest(
+                f"this model does not serve {parsed.endpoint}; GET /v1/models lists each model's endpoints",
+                param="model",
+                decision_id=decision.decision_id,
+            )
+        previous = getattr(parsed, "previous_response_id", None)
+        if previous is not None and (owner is None or owner.team != decision.team):
+            raise NotFound(
+                "previous_response_id names no response of this team",
+                param="previous_response_id",
+                decision_id=decision.decision_id,
+            )
+        self._gate.enforce(decision)
+        return decision
+
+    async def _owner(self, parsed: Inbound) -> Owner | None:
+        previous = getattr(parsed, "previous_response_id", None)
+        return await self.owners.get(previous) if isinstance(previous, str) else None
 
     async def _read_body(self, request: Request, credential: str) -> bytes:
         """The body, after a look at the credential: none, or a key the policy does not list, is refused
@@ -188,22 +244,29 @@ class ChatPipeline:
             raise RequestTimeout(f"the request body did not arrive within {seconds:g} seconds") from None
         return b"".join(chunks)
 
-    def _complete(self, result: Completed, ctx: Context) -> Response:
+    async def _complete(self, result: Completed, ctx: Context, parsed: Inbound) -> Response:
         attempt = result.attempt
         ctx.provider, ctx.model = attempt.provider.name, attempt.route.model
         ctx.team_remaining = attempt.reservation.team_remaining
         if ctx.decision and ctx.decision.log_level == "content":
             ctx.completion = answer_text(result.answer.completion)
+        await self._remember(result.answer.response_id, parsed, ctx)
         self.record(ctx)
         return Response(result.answer.body, media_type="application/json", headers=ctx.headers())
 
-    def _stream(self, result: Streaming, ctx: Context) -> Response:
+    async def _remember(self, response_id: str | None, parsed: Inbound, ctx: Context) -> None:
+        """A stored response's owner, so follow-ups find its provider (and only its team does)."""
+        if response_id and ctx.decision is not None and getattr(parsed, "store", False):
+            await self.owners.remember(response_id, Owner(ctx.provider, ctx.model, ctx.decision.team))
+
+    def _stream(self, result: Streaming, ctx: Context, parsed: Inbound) -> Response:
         attempt = result.attempt
         ctx.provider, ctx.model = attempt.provider.name, attempt.route.model
         ctx.team_remaining = attempt.reservation.team_remaining
-        return RelayResponse(self._relay(attempt, ctx), media_type="text/event-stream", headers=ctx.headers())
+        relay = self._relay(attempt, ctx, parsed)
+        return RelayResponse(relay, media_type="text/event-stream", headers=ctx.headers())
 
-    async def _relay(self, attempt: Attempt, ctx: Context) -> AsyncIterator[bytes]:
+    async def _relay(self, attempt: Attempt, ctx: Context, parsed: Inbound) -> AsyncIterator[bytes]:
         """Frames from the attempt, untouched; the record once the attempt has settled, however it ended."""
         relay = attempt.relay()
         try:
@@ -220,6 +283,8 @@ class ChatPipeline:
                 if state is not None and state.keep_text:
                     ctx.completion = "".join(state.text)
                 ctx.team_remaining = attempt.reservation.team_remaining
+                if state is not None and attempt.failure is None and not attempt.abandoned:
+                    await self._remember(state.response_id, parsed, ctx)
                 self.record(ctx)
 
     def _account(self, ctx: Context, attempt: Attempt, team: str, use_case: str) -> None:
@@ -252,7 +317,7 @@ class ChatPipeline:
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(min(exc.retry_after, MAX_COOLDOWN_SECONDS))))
         self.record(ctx)
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)
+        return JSONResponse(ctx.api.error_body(exc), status_code=exc.status_code, headers=headers)
 
     def record(self, ctx: Context) -> None:
         """Metrics and the one request record. Tokens and cost are what every attempt was charged."""
@@ -297,7 +362,7 @@ class ChatPipeline:
         logs.emit_request(record, log_level=log_level, content={"messages": ctx.messages, "completion": ctx.completion})
 
 
-def _context_headers(request: Request) -> tuple[str | None, str | None]:
+def context_headers(request: Request) -> tuple[str | None, str | None]:
     use_case = request.headers.get("x-use-case")
     if use_case is not None and not USE_CASE.match(use_case):
         raise InvalidRequest("X-Use-Case must be 1-64 letters, digits, '.', '_' or '-'")
@@ -349,3 +414,15 @@ async def _client_watch(request: Request) -> AsyncIterator[None]:
         raise ClientLeft from None
     finally:
         watching.cancel()
+
+
+def _content(parsed: Inbound) -> Any:
+    """What a request record at `content` level shows of the prompt (only ever when the policy says so)."""
+    body = parsed.body
+    if parsed.endpoint == "embeddings":
+        return body.get("input")
+    if parsed.endpoint == "responses":
+        return {"instructions": body.get("instructions"), "input": body.get("input")}
+    if parsed.endpoint == "messages":
+        return {"system": body.get("system"), "messages": body.get("messages")}
+    return body.get("messages")

@@ -32,7 +32,6 @@ import time
 from dataclasses import dataclass, field
 
 from gateway.attempt import Attempt, Services
-from gateway.chat import ChatRequest
 from gateway.errors import (
     InvalidRequest,
     NoRouteAvailable,
@@ -42,13 +41,14 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.forward import AttemptFailed, Upstream
+from gateway.inbound import Inbound
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision
 from gateway.providers.base import Answer
-from gateway.providers.registry import ADAPTERS
+from gateway.providers.registry import adapter_for, serves
 from gateway.resilience.breakers import Breakers
 from gateway.resilience.queue import CooldownQueue
 from gateway.settings import ProviderSettings, Settings
@@ -102,13 +102,13 @@ class Router:
         self._services = Services(upstream, meter, breakers, counter)
         self._providers = {p.name: p for p in settings.providers}
 
-    async def estimate(self, chat: ChatRequest) -> int:
+    async def estimate(self, request: Inbound) -> int:
         """Prompt tokens of the request for the model it names (the policy input's prompt_tokens)."""
-        return await self._counter.prompt_tokens_async(chat, chat.model)
+        return await self._counter.prompt_tokens_async(request, request.model)
 
     async def run(
         self,
-        chat: ChatRequest,
+        request: Inbound,
         decision: Decision,
         max_tokens: int,
         walk: Walk,
@@ -117,12 +117,16 @@ class Router:
         prompt_tokens: int | None = None,
     ) -> Completed | Streaming:
         # the prompt was already counted for the requested model (the policy input): never count it twice
-        estimates: dict[str, int] = {chat.model: prompt_tokens} if prompt_tokens is not None else {}
+        estimates: dict[str, int] = {request.model: prompt_tokens} if prompt_tokens is not None else {}
         previous: tuple[str, str] | None = None  # (provider, why we left it)
         q = self._settings.queue
         for route in decision.routes:
             provider = self._providers.get(route.provider)
             if provider is None or route.model not in provider.models:
+                continue
+            adapter = adapter_for(request.endpoint, provider.kind)
+            if adapter is None or not serves(provider, route.model, request.endpoint):
+                walk.failures.append(AttemptFailed("untranslatable"))  # this route cannot serve the endpoint
                 continue
             retries = 0  # 429 retries of this route in this request
             while walk.attempts < q.max_attempts:
@@ -135,7 +139,7 @@ class Router:
                     break
                 prompt = estimates.get(route.model)
                 if prompt is None:
-                    prompt = estimates[route.model] = await self._counter.prompt_tokens_async(chat, route.model)
+                    prompt = estimates[route.model] = await self._counter.prompt_tokens_async(request, route.model)
                 reserved = await self._reserve(decision, provider, prompt + max_tokens, walk)
                 if reserved is None:
                     previous = (provider.name, "provider_budget")
@@ -155,16 +159,15 @@ class Router:
                     previous = None
                 walk.attempts += 1
                 walk.last_provider = provider.name
-                adapter = ADAPTERS[provider.kind]
                 attempt = Attempt(
                     route, provider, adapter, reserved, prompt, probe=admission.probe, services=self._services
                 )
                 walk.tried.append(attempt)
                 try:
-                    if chat.stream:
-                        await attempt.open_stream(chat, max_tokens, keep_text=keep_text)
+                    if request.stream:
+                        await attempt.open_stream(request, max_tokens, keep_text=keep_text)
                         return Streaming(attempt)
-                    return Completed(attempt, await attempt.complete(chat, max_tokens))
+                    return Completed(attempt, await attempt.complete(request, max_tokens))
                 except AttemptFailed as failure:
                     walk.failures.append(failure)
                     if failure.reason == "client_error":

@@ -22,6 +22,7 @@ import yaml
 from gateway.errors import ConfigError
 
 ProviderKind = Literal["openai", "azure_openai", "anthropic"]
+ENDPOINTS = ("chat.completions", "embeddings", "responses", "messages")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ class ProviderSettings:
     first_content_timeout_seconds: float | None = None  # streams: to the first content; None = timeout_seconds
     stream_timeout_seconds: float = 600.0  # streams: the whole stream, keep-alives or not
     max_answer_bytes: int = 32 * 1024 * 1024  # a non-stream answer over this is a failed attempt
+    # gateway model -> the endpoints it serves here (chat.completions, embeddings, responses, messages);
+    # unlisted: all its kind can serve, embeddings only for models whose name says "embed"
+    endpoints: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def first_content_timeout(self) -> float:
@@ -271,6 +275,12 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"config key providers[{i}] needs positive timeout_seconds and limits")
         if p.stream_timeout_seconds <= 0 or (p.first_content_timeout_seconds or 1) <= 0:
             raise ConfigError(f"config key providers[{i}] needs positive stream timeouts")
+        for model, served in p.endpoints.items():
+            if model not in p.models or not set(served) <= set(ENDPOINTS):
+                raise ConfigError(
+                    f"config key providers[{i}].endpoints.{model}: a model of this provider, "
+                    f"served on some of {', '.join(ENDPOINTS)}"
+                )
         if p.max_answer_bytes < 1024:
             raise ConfigError(f"config key providers[{i}].max_answer_bytes must be at least 1024")
     if settings.state.workers > 1 and not settings.state.redis_url:

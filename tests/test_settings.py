@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.providers.registry import ADAPTERS
+from gateway.providers.registry import KINDS
 from gateway.settings import ProviderKind, from_dict, load
 
 PROVIDER = {"name": "p", "kind": "openai", "base_url": "https://x/v1", "models": {"gpt-4o": "gpt-4o"}}
@@ -64,4 +64,4 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 
 
 def test_every_provider_kind_has_an_adapter_and_no_adapter_lacks_a_kind() -> None:
-    assert set(typing.get_args(ProviderKind)) == set(ADAPTERS)
+    assert set(typing.get_args(ProviderKind)) == set(KINDS)

@@ -23,9 +23,19 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 
 from gateway.chat import from_body
+from gateway.demo.standin_apis import (
+    anthropic_tool_block,
+    embeddings_answer,
+    openai_tool_message,
+    response_id,
+    response_object,
+    responses_events,
+)
 from gateway.demo.stream_events import anthropic_events, openai_events, sse
+from gateway.embeddings import from_body as embeddings_request
 from gateway.errors import InvalidRequest
 from gateway.metering.tokens import TokenCounter
+from gateway.responses_api import from_body as responses_request
 
 Kind = Literal["openai", "azure_openai", "anthropic"]
 STALL_SECONDS = 60.0
@@ -50,6 +60,7 @@ class Behavior:
     piece_delay: float = 0.0  # ...this many seconds apart
     keepalive_only: bool = False  # a stream of keep-alives (SSE comments, Anthropic pings) that never has content
     raw: Raw | None = None  # answer exactly this
+    tool_call: tuple[str, str] | None = None  # answer with a call of this tool (name, JSON arguments)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class StandIn:
     default: Behavior = field(default_factory=Behavior)
     port: int = 0
     received: list[Received] = field(default_factory=list)
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)  # Responses API: what it holds, by id
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests this stand-in was answering at once
     _script: deque[Behavior] = field(default_factory=deque)
@@ -115,11 +127,31 @@ class StandIn:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         if self.kind == "anthropic":
             app.router.add_post("/v1/messages", self._handle)
-        elif self.kind == "azure_openai":
-            app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._handle)
+            return app
+        if self.kind == "azure_openai":
+            for api in ("chat/completions", "embeddings"):
+                app.router.add_post(f"/openai/deployments/{{deployment}}/{api}", self._handle)
+            root = "/openai"
         else:
-            app.router.add_post("/v1/chat/completions", self._handle)
+            for api in ("chat/completions", "embeddings"):
+                app.router.add_post(f"/v1/{api}", self._handle)
+            root = "/v1"
+        app.router.add_post(f"{root}/responses", self._handle)
+        app.router.add_get(f"{root}/responses/{{rid}}", self._stored)
+        app.router.add_delete(f"{root}/responses/{{rid}}", self._stored)
         return app
+
+    async def _stored(self, request: web.Request) -> web.Response:
+        body: dict[str, Any] = {}
+        self.received.append(Received(request.path, dict(request.query), dict(request.headers), body))
+        rid = request.match_info["rid"]
+        found = self.stored.get(rid)
+        if found is None:
+            return web.json_response({"error": {"type": "invalid_request_error", "message": "not found"}}, status=404)
+        if request.method == "DELETE":
+            del self.stored[rid]
+            return web.json_response({"id": rid, "object": "response.deleted", "deleted": True})
+        return web.json_response(found)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
@@ -147,12 +179,25 @@ class StandIn:
         if behavior.keepalive_only:
             return await self._keepalives(request)
         model = body.get("model") or request.match_info.get("deployment", "deployment")
-        prompt_tokens = self._prompt_tokens(body)
+        api = "embeddings" if request.path.endswith("/embeddings") else ""
+        api = "responses" if request.path.endswith("/responses") else api
+        prompt_tokens = self._prompt_tokens(body, api)
         words = behavior.text.split(" ")
+        if behavior.tool_call is not None:
+            words = [behavior.tool_call[1]]  # one content event: the call
         usage = behavior.usage_override or {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
+        if api == "embeddings":
+            received.billed = usage["prompt_tokens"]
+            return web.json_response(embeddings_answer(body, model, usage["prompt_tokens"]))
         if body.get("stream"):
             received.billed = usage["prompt_tokens"]
-            return await self._stream(request, behavior, model, words, usage, received)
+            return await self._stream(request, behavior, model, words, usage, received, api)
+        if api == "responses":
+            received.billed = usage["prompt_tokens"] + usage["completion_tokens"]
+            made = response_object(response_id(), model, behavior.text, usage if behavior.usage else None)
+            if body.get("store", True):
+                self.stored[made["id"]] = made
+            return web.json_response(made)
         if behavior.prompt_scale != 1.0 and behavior.usage_override is None:
             usage = {**usage, "prompt_tokens": round(usage["prompt_tokens"] * behavior.prompt_scale)}
         received.billed = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -166,6 +211,9 @@ class StandIn:
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
             }
+            if behavior.tool_call is not None:
+                answer["content"] = [anthropic_tool_block(*behavior.tool_call)]
+                answer["stop_reason"] = "tool_use"
             if behavior.usage:
                 answer["usage"] = {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"]}
         else:
@@ -178,6 +226,10 @@ class StandIn:
                     {"index": 0, "message": {"role": "assistant", "content": behavior.text}, "finish_reason": "stop"}
                 ],
             }
+            if behavior.tool_call is not None:
+                answer["choices"][0].update(
+                    message=openai_tool_message(*behavior.tool_call), finish_reason="tool_calls"
+                )
             if behavior.usage:
                 answer["usage"] = {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
         if behavior.pieces > 1:
@@ -220,9 +272,16 @@ class StandIn:
         }
         return web.json_response(payload, status=behavior.status, headers=headers)
 
-    def _prompt_tokens(self, body: dict[str, Any]) -> int:
+    def _prompt_tokens(self, body: dict[str, Any], api: str = "") -> int:
         """OpenAI-shaped stand-ins count prompts as OpenAI does (the gateway's own counter mirrors that);
         the Anthropic stand-in counts differently, as the real one does."""
+        if api:
+            model = str(body.get("model") or "gpt-4o")
+            try:
+                parsed = embeddings_request(body) if api == "embeddings" else responses_request(body)
+            except InvalidRequest:
+                return _prompt_tokens(body)
+            return _counter().prompt_tokens(parsed, model)
         if self.kind != "anthropic":
             try:
                 model = str(body.get("model") or "gpt-4o")  # Azure bodies name no model: the deployment does
@@ -239,14 +298,18 @@ class StandIn:
         words: list[str],
         usage: dict[str, Any],
         received: Received,
+        api: str = "",
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
-        events = (
-            anthropic_events(model, words, usage, behavior)
-            if self.kind == "anthropic"
-            else openai_events(model, words, usage, behavior)
-        )
+        if api == "responses":
+            rid = response_id()
+            events = responses_events(rid, model, words, usage if behavior.usage else None)
+            self.stored[rid] = response_object(rid, model, " ".join(words), usage)
+        elif self.kind == "anthropic":
+            events = anthropic_events(model, words, usage, behavior)
+        else:
+            events = openai_events(model, words, usage, behavior)
         content_sent = 0
         for is_content, event in events:
             if behavior.stream_cut_after is not None and is_content and content_sent >= behavior.stream_cut_after:
@@ -350,8 +413,16 @@ def provider_config(
 ) -> dict[str, Any]:
     """The gateway config entry pointing at a stand-in, with realistic model mappings."""
     models = {
-        "openai": {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini-2024-07-18"},
-        "azure_openai": {"gpt-4o": "gpt4o-prod", "gpt-4o-mini": "gpt4o-mini-prod"},
+        "openai": {
+            "gpt-4o": "gpt-4o-2024-08-06",
+            "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+            "text-embedding-3-small": "text-embedding-3-small",
+        },
+        "azure_openai": {
+            "gpt-4o": "gpt4o-prod",
+            "gpt-4o-mini": "gpt4o-mini-prod",
+            "text-embedding-3-small": "embed-small-prod",
+        },
         "anthropic": {"claude-sonnet-4": "claude-sonnet-4-20250514"},
     }[standin.kind]
     return {

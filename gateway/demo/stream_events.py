@@ -32,12 +32,24 @@ def openai_events(model: str, words: list[str], usage: dict[str, Any], behavior:
             ),
         )
     ]
-    for i, word in enumerate(words):
-        piece = word if i == 0 else " " + word
-        events.append(
-            (True, sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
-        )
-    events.append((False, sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})))
+    if behavior.tool_call is not None:
+        name, arguments = behavior.tool_call
+        start = {"index": 0, "id": "call_standin", "type": "function", "function": {"name": name, "arguments": ""}}
+        more = {"index": 0, "function": {"arguments": arguments}}
+        for call in (start, more):
+            delta = {"tool_calls": [call]}
+            events.append(
+                (call is more, sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
+            )
+        finish = "tool_calls"
+    else:
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            events.append(
+                (True, sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}))
+            )
+        finish = "stop"
+    events.append((False, sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})))
     if behavior.usage:
         total = usage["prompt_tokens"] + usage["completion_tokens"]
         events.append((False, sse({**base, "choices": [], "usage": {**usage, "total_tokens": total}})))

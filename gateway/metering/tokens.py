@@ -27,11 +27,10 @@ import os
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import tiktoken
 
-from gateway.chat import ChatRequest, text_of
+from gateway.inbound import Inbound
 
 _SOURCES = {
     "cl100k_base": (
@@ -46,9 +45,7 @@ _SOURCES = {
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding")
 ESTIMATE_FACTOR = 1.25
-IMAGE_TOKENS = 765
 OFF_LOOP_CHARS = 32_768
-TOKENS_PER_MESSAGE, TOKENS_PER_NAME, REPLY_PRIMING = 3, 1, 3
 
 
 class TokenizerUnavailable(RuntimeError):
@@ -122,29 +119,15 @@ class TokenCounter:
     def is_estimate(self, model: str) -> bool:
         return encoding_for(model) is None
 
-    def prompt_tokens(self, request: ChatRequest, model: str) -> int:
-        """Prompt tokens of a request as OpenAI counts them (messages, names, tools, images)."""
-        texts: list[str] = []
-        fixed = REPLY_PRIMING
-        for message in request.messages:
-            fixed += TOKENS_PER_MESSAGE
-            texts.append(str(message.get("role", "")))
-            texts.append(text_of(message.get("content")))
-            if isinstance(message.get("name"), str):
-                texts.append(message["name"])
-                fixed += TOKENS_PER_NAME
-            fixed += IMAGE_TOKENS * _image_parts(message.get("content"))
-            if message.get("tool_calls"):
-                texts.append(json.dumps(message["tool_calls"]))
-        tools = request.body.get("tools")
-        if tools:
-            texts.append(json.dumps(tools))
-        return fixed + self.count_text("\n".join(texts), model)
+    def prompt_tokens(self, request: Inbound, model: str) -> int:
+        """Prompt tokens of a request as OpenAI counts them (each API says what its prompt is made of)."""
+        parts = request.token_parts()
+        return parts.fixed + self.count_text("\n".join(parts.texts), model)
 
-    async def prompt_tokens_async(self, request: ChatRequest, model: str) -> int:
+    async def prompt_tokens_async(self, request: Inbound, model: str) -> int:
         """As prompt_tokens; a large request (by its whole body: tools count too) is encoded in a thread
         (the Rust encoder releases the GIL), a bounded number at a time, so the event loop keeps serving."""
-        size = request.size or sum(len(text_of(m.get("content"))) for m in request.messages)
+        size = request.size or len(json.dumps(request.body))
         if size > OFF_LOOP_CHARS:
             async with self._off_loop:
                 return await asyncio.to_thread(self.prompt_tokens, request, model)
@@ -168,9 +151,3 @@ def _pieces(text: str) -> list[str]:
         pieces.append(text[start:end])
         start = end
     return pieces
-
-
-def _image_parts(content: Any) -> int:
-    if not isinstance(content, list):
-        return 0
-    return sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")

@@ -31,11 +31,12 @@ DECISION_PATH = "gateway/decision"
 class RequestFacts:
     """What an endpoint tells the policy about a request: metadata only, never content."""
 
-    endpoint: str  # chat.completions | models.list | ...
+    endpoint: str  # chat.completions | embeddings | responses | messages | models.list
     model: str | None  # None when the client named a model this gateway does not serve (client text)
     stream: bool = False
     max_tokens: int | None = None
     prompt_tokens: int = 0
+    provider: str | None = None  # a follow-up's provider: the one holding the earlier response
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ def policy_input(principal: Principal, facts: RequestFacts, context: RequestCont
             "stream": facts.stream,
             "max_tokens": facts.max_tokens,
             "prompt_tokens": facts.prompt_tokens,
+            "provider": facts.provider,
         },
         "context": {
             "use_case": context.use_case,

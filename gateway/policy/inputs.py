@@ -12,6 +12,7 @@ _SHAPE: dict[str, dict[str, tuple[type, ...]]] = {
         "stream": (bool,),
         "max_tokens": (int, type(None)),
         "prompt_tokens": (int,),
+        "provider": (str, type(None)),
     },
     "context": {
         "use_case": (str, type(None)),
@@ -19,6 +20,9 @@ _SHAPE: dict[str, dict[str, tuple[type, ...]]] = {
         "client_ip": (str, type(None)),
     },
 }
+
+
+_OPTIONAL = frozenset({"provider"})  # added later: inputs written before it still check
 
 
 def check_input(value: Any) -> None:
@@ -30,8 +34,10 @@ def check_input(value: Any) -> None:
         if not isinstance(part, dict):
             raise ValueError(f"policy input needs an object at {section}")
         for name, types in fields.items():
-            if name not in part:
+            if name not in part and name not in _OPTIONAL:
                 raise ValueError(f"policy input is missing {section}.{name}")
+            if name not in part:
+                continue
             field = part[name]
             if not isinstance(field, types) or (isinstance(field, bool) and bool not in types):
                 expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)

@@ -23,6 +23,7 @@ from gateway.providers.base import (
     StreamState,
     UpstreamRequest,
     Usage,
+    chat_error_frame,
     json_object,
     non_negative_int,
     now,
@@ -154,7 +155,7 @@ class AnthropicAdapter:
         answer = json_object(body, "message")
         if not isinstance(answer.get("content"), list):
             raise BadUpstreamAnswer("message has no content")
-        usage = _usage(answer.get("usage"), None)
+        usage = parse_usage(answer.get("usage"), None)
         text = "".join(b.get("text", "") for b in answer["content"] if isinstance(b, dict) and b.get("type") == "text")
         calls = [
             {
@@ -196,7 +197,7 @@ def _usage_json(usage: Usage | None) -> dict[str, int] | None:
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": total}
 
 
-def _usage(raw: Any, previous_prompt: int | None) -> Usage | None:
+def parse_usage(raw: Any, previous_prompt: int | None) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     completion = non_negative_int(raw.get("output_tokens"))
@@ -240,7 +241,7 @@ class AnthropicStream:
         if kind == "message_start":
             message = data.get("message") or {}
             self._id, self._model = str(message.get("id", "")), str(message.get("model", ""))
-            usage = _usage(message.get("usage"), None)
+            usage = parse_usage(message.get("usage"), None)
             if usage:  # its output_tokens is a placeholder (1): the final count comes with message_delta
                 self._prompt = self.state.prompt_tokens = usage.prompt_tokens
             return [self._chunk({"role": "assistant", "content": ""})]
@@ -280,7 +281,7 @@ class AnthropicStream:
                 ]
             return []
         if kind == "message_delta":
-            usage = _usage(data.get("usage"), self._prompt)
+            usage = parse_usage(data.get("usage"), self._prompt)
             if usage:
                 self.state.usage = usage
             reason = (data.get("delta") or {}).get("stop_reason")
@@ -288,6 +289,9 @@ class AnthropicStream:
         if kind == "message_stop":
             self.state.finished = True
         return []
+
+    def error(self, message: str) -> bytes:
+        return chat_error_frame(message)
 
     def close(self) -> list[bytes]:
         frames: list[bytes] = []

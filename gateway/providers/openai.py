@@ -17,10 +17,12 @@ from gateway.providers.base import (
     StreamState,
     UpstreamRequest,
     Usage,
+    chat_error_frame,
     json_object,
     non_negative_int,
 )
 from gateway.providers.sse import DONE, Event
+from gateway.providers.wire import OpenAIWire
 from gateway.settings import ProviderSettings
 
 _COMPLETION_TOKENS_ONLY = ("o1", "o3", "o4", "gpt-5")
@@ -46,32 +48,28 @@ def parse_usage(raw: Any) -> Usage | None:
     prompt, completion = non_negative_int(raw.get("prompt_tokens")), non_negative_int(raw.get("completion_tokens"))
     if prompt is None or completion is None:
         return None
-    return Usage(prompt, completion)
+    cached = usage_detail(raw.get("prompt_tokens_details"), "cached_tokens", prompt)
+    reasoning = usage_detail(raw.get("completion_tokens_details"), "reasoning_tokens", completion)
+    return Usage(prompt, completion, cached_tokens=cached, reasoning_tokens=reasoning)
+
+
+def usage_detail(details: Any, key: str, ceiling: int) -> int:
+    value = non_negative_int(details.get(key)) if isinstance(details, dict) else None
+    return min(value or 0, ceiling)
 
 
 class OpenAIAdapter:
-    """OpenAI's own endpoint. Azure OpenAI (azure_openai.py) differs only in its URL, key header and body."""
+    """OpenAI's own endpoint; Azure OpenAI (azure_openai.py) differs only in its wire (URL, key header, body)."""
 
-    include_model = True  # Azure names the model by the deployment in the URL instead
+    def __init__(self, wire: OpenAIWire | None = None) -> None:
+        self.wire = wire or OpenAIWire()
 
     def build(
         self, request: ChatRequest, provider: ProviderSettings, upstream_model: str, max_tokens: int
     ) -> UpstreamRequest:
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream" if request.stream else "application/json",
-        }
-        key = provider.api_key()
-        if key:
-            headers.update(self.auth_headers(key))
-        body = upstream_body(request, upstream_model, max_tokens, include_model=self.include_model)
-        return UpstreamRequest(self.url(provider, upstream_model), headers, body)
-
-    def url(self, provider: ProviderSettings, upstream_model: str) -> str:
-        return provider.base_url.rstrip("/") + "/chat/completions"
-
-    def auth_headers(self, key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}"}
+        headers = self.wire.headers(provider, stream=request.stream)
+        body = upstream_body(request, upstream_model, max_tokens, include_model=self.wire.include_model)
+        return UpstreamRequest(self.wire.url(provider, upstream_model, "chat/completions"), headers, body)
 
     def parse(self, body: bytes, request: ChatRequest) -> Answer:
         return parse_completion(body)
@@ -137,6 +135,9 @@ class OpenAIStream:
         if usage is not None and not choices and not self._client_wants_usage:
             return []  # the usage-only chunk the gateway asked for on its own behalf
         return [event.raw if event.raw.endswith(b"\n\n") else event.raw + b"\n\n"]
+
+    def error(self, message: str) -> bytes:
+        return chat_error_frame(message)
 
     def close(self) -> list[bytes]:
         return [DONE]

@@ -5,5 +5,15 @@ in-process fallbacks, and take what they share from here, so a new store is one 
 from gateway.state.client import STORE_ERRORS, drop_connections, load_script, redis_client
 from gateway.state.instances import Instances
 from gateway.state.outage import Outage
+from gateway.state.owners import Owner, ResponseOwners
 
-__all__ = ["STORE_ERRORS", "Instances", "Outage", "drop_connections", "load_script", "redis_client"]
+__all__ = [
+    "STORE_ERRORS",
+    "Instances",
+    "Outage",
+    "Owner",
+    "ResponseOwners",
+    "drop_connections",
+    "load_script",
+    "redis_client",
+]

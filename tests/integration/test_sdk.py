@@ -204,12 +204,14 @@ def test_stream_cut_after_first_byte_surfaces_as_sdk_error(gateway: GatewayThrea
 
 
 def test_models_list_is_filtered_by_policy(gateway: GatewayThread) -> None:
-    assert sorted(m.id for m in client(gateway, "gw-demo-eu-research").models.list()) == ["gpt-4o", "gpt-4o-mini"]
-    assert sorted(m.id for m in client(gateway, "gw-demo-cardiology").models.list()) == [
-        "claude-sonnet-4",
-        "gpt-4o",
-        "gpt-4o-mini",
-    ]
+    eu = client(gateway, "gw-demo-eu-research").models.list()
+    assert sorted(m.id for m in eu) == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+    cardiology = {m.id: m for m in client(gateway, "gw-demo-cardiology").models.list()}
+    assert sorted(cardiology) == ["claude-sonnet-4", "gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+    # each with the endpoints it serves: chat models never embeddings, the embedding model only those
+    assert getattr(cardiology["text-embedding-3-small"], "endpoints", None) == ["embeddings"]
+    assert getattr(cardiology["gpt-4o"], "endpoints", None) == ["chat.completions", "responses", "messages"]
+    assert getattr(cardiology["claude-sonnet-4"], "endpoints", None) == ["chat.completions", "messages"]
     with pytest.raises(openai.AuthenticationError):
         client(gateway, "nobody").models.list()
 
@@ -229,7 +231,7 @@ def test_health_ready_metrics_and_admin(gateway: GatewayThread) -> None:
 
 
 def test_unknown_endpoint_and_method_use_error_shape(gateway: GatewayThread) -> None:
-    missing = httpx.post(gateway.base_url + "/v1/embeddings", json={})
+    missing = httpx.post(gateway.base_url + "/v1/images/generations", json={})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = httpx.get(gateway.base_url + "/v1/chat/completions")
     assert wrong.status_code == 405 and "error" in wrong.json()

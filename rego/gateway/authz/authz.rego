@@ -125,5 +125,23 @@ deny contains {
 } if {
 	_authenticated
 	input.request.model in request.team.models
+	count(request.compliant_routes) == 0
+}
+
+# METADATA
+# title: Follow-up provider not allowed
+# description: |
+#   A follow-up must go to the provider holding the earlier response, and the policy
+#   no longer routes this request there (PHI, residency or entitlement changed). It is
+#   denied rather than rerouted: no other provider holds that response.
+# custom:
+#   code: follow_up_provider_not_allowed
+deny contains {
+	"code": "follow_up_provider_not_allowed",
+	"message": "the provider holding the earlier response is not among this request's allowed routes",
+} if {
+	_authenticated
+	request.pinned_provider != null
+	count(request.compliant_routes) > 0
 	count(request.candidate_routes) == 0
 }

@@ -66,12 +66,37 @@ classification := "none" if {
 # Any non-null header counts as declared, so an unknown value stays at the default: PHI.
 _classification_declared if input.context.data_classification != null
 
-# Every route the data allows for this request, before the allow/deny verdict.
-candidate_routes := routing.routes(
+# METADATA
+# title: Compliant routes
+# description: |
+#   Every route the data allows for this request (PHI, residency, entitlement), before
+#   the allow/deny verdict. Embeddings fail over only to the same model at another
+#   provider: vectors from different models are not interchangeable.
+compliant_routes := routing.routes(
 	team,
 	input.request.model,
 	use_case,
 	classification,
 	config.providers,
-	config.equivalence,
+	_equivalence,
 )
+
+default _equivalence := {}
+
+_equivalence := config.equivalence if input.request.endpoint != "embeddings"
+
+# METADATA
+# title: Pinned provider
+# description: |
+#   A follow-up (Responses previous_response_id, a stored response) can only go to
+#   the provider holding the earlier response; null for any other request.
+default pinned_provider := null
+
+pinned_provider := input.request.provider if is_string(input.request.provider)
+
+# The routes this request may take: the compliant ones, only to the pinned provider when there is one.
+candidate_routes := [r | some r in compliant_routes; _on_pinned(r)]
+
+_on_pinned(_) if pinned_provider == null
+
+_on_pinned(r) if r.provider == pinned_provider
