@@ -39,15 +39,21 @@ class Run:
         self.content: list[str] = []
         self.client_bodies: list[str] = []
         self.client_headers: list[str] = []
+        self.posts = 0  # requests sent to an API endpoint: each must leave exactly one record
 
     def post(
-        self, body: bytes | dict[str, object], *, key: str = PHI_KEY, headers: dict[str, str] | None = None
+        self,
+        body: bytes | dict[str, object],
+        *,
+        key: str = PHI_KEY,
+        headers: dict[str, str] | None = None,
+        path: str = "/v1/chat/completions",
     ) -> httpx.Response:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        all_headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})}
-        response = httpx.post(
-            self.gateway.base_url + "/v1/chat/completions", content=data, headers=all_headers, timeout=20
-        )
+        credential = {"Authorization": f"Bearer {key}"} if key else {}
+        all_headers = {**credential, "Content-Type": "application/json", **(headers or {})}
+        response = httpx.post(self.gateway.base_url + path, content=data, headers=all_headers, timeout=20)
+        self.posts += 1
         if response.status_code >= 400:
             self.client_bodies.append(response.text)
         self.client_headers.append(json.dumps(dict(response.headers)))
@@ -157,6 +163,83 @@ def _every_phi_path(r: Run) -> None:
     time.sleep(1.0)
 
 
+def _every_new_endpoint(r: Run) -> None:
+    """Embeddings, Responses (stream, follow-up, stored), Anthropic Messages (both directions, stream, tools,
+    count_tokens): the same promises as chat."""
+    s = r.standins
+
+    def phi() -> str:
+        c = canary()
+        r.phi.append(c)
+        return c
+
+    assert (
+        r.post({"model": "text-embedding-3-small", "input": [phi(), phi()]}, path="/v1/embeddings").status_code == 200
+    )
+    s["azure-us-east"].script(Behavior(status=400, echo_prompt_in_error=True))
+    assert r.post({"model": "text-embedding-3-small", "input": phi()}, path="/v1/embeddings").status_code == 400
+    assert (
+        r.post(
+            {"model": "text-embedding-3-small", "input": phi(), "dimensions": phi()}, path="/v1/embeddings"
+        ).status_code
+        == 400
+    )
+    made = r.post({"model": "gpt-4o", "input": phi(), "instructions": phi()}, path="/v1/responses")
+    assert made.status_code == 200
+    follow = {"model": "gpt-4o", "input": phi(), "previous_response_id": made.json()["id"], "stream": True}
+    streamed = r.post(follow, path="/v1/responses")
+    assert streamed.status_code == 200 and "response.completed" in streamed.text
+    assert (
+        r.post(
+            {"model": "gpt-4o", "input": phi(), "previous_response_id": "resp_" + phi()}, path="/v1/responses"
+        ).status_code
+        == 404
+    )
+    stored = httpx.get(
+        r.gateway.base_url + "/v1/responses/" + made.json()["id"], headers={"Authorization": f"Bearer {PHI_KEY}"}
+    )
+    assert stored.status_code == 200
+    s["azure-us-east"].script(Behavior(stream_cut_after=1))
+    cut = r.post({"model": "gpt-4o", "input": phi(), "stream": True}, path="/v1/responses")
+    assert cut.status_code == 200 and "event: error" in cut.text
+    anthropic_headers = {"x-api-key": PHI_KEY, "anthropic-version": "2023-06-01"}
+    message = {
+        "model": "claude-sonnet-4",
+        "max_tokens": 50,
+        "system": phi(),
+        "messages": [{"role": "user", "content": phi()}],
+    }
+    assert r.post(message, key="", headers=anthropic_headers, path="/v1/messages").status_code == 200
+    assert r.post({**message, "stream": True}, path="/v1/messages").status_code == 200
+    translated = {
+        **message,
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "user", "content": phi()},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "lookup", "input": {"q": phi()}}],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": phi()}]},
+        ],
+    }
+    assert r.post(translated, path="/v1/messages").status_code == 200
+    assert r.post({**translated, "stream": True}, path="/v1/messages").status_code == 200
+    s["anthropic-us"].script(Behavior(status=500, echo_prompt_in_error=True))
+    s["azure-us-east"].script(Behavior(status=500, echo_prompt_in_error=True))
+    assert r.post(message, path="/v1/messages").status_code == 503
+    assert r.post({**message, "max_tokens": phi()}, path="/v1/messages").status_code == 400
+    assert r.post({**message, "model": phi()}, path="/v1/messages").status_code == 400
+    assert r.post(message, key=phi(), path="/v1/messages").status_code == 401
+    assert (
+        r.post(
+            {"model": "claude-sonnet-4", "messages": [{"role": "user", "content": phi()}]},
+            path="/v1/messages/count_tokens",
+        ).status_code
+        == 200
+    )
+
+
 def _content_team(r: Run) -> None:
     logged = canary()
     r.content.append(logged)
@@ -178,6 +261,7 @@ def _content_team(r: Run) -> None:
 
 def test_no_phi_canary_anywhere_and_content_canaries_where_allowed(run: Run) -> None:
     _every_phi_path(run)
+    _every_new_endpoint(run)
     _content_team(run)
     admin = {"Authorization": "Bearer canary-admin"}
     surfaces = [httpx.get(run.gateway.base_url + path, headers=admin).text for path in ("/metrics", "/admin/status")]
@@ -185,7 +269,7 @@ def test_no_phi_canary_anywhere_and_content_canaries_where_allowed(run: Run) -> 
     run.gateway.stop()
     output = run.gateway.output()
     records = [json.loads(line) for line in run.gateway.stdout_path.read_text().splitlines() if '"request_id"' in line]
-    assert len(records) >= 25, "every request leaves one record"
+    assert len(records) >= run.posts, "every request leaves one record"
     leaked = [c for c in run.phi if c in output]
     assert leaked == [], f"{len(leaked)} PHI canaries reached the gateway's output"
     echoed = [c for c in run.phi for body in run.client_bodies if c in body]

@@ -70,6 +70,93 @@ headers = st.fixed_dictionaries(
     },
 )
 
+embedding_models = st.sampled_from(["text-embedding-3-small", "gpt-4o", "nope"]) | json_values
+embeddings_bodies = st.fixed_dictionaries(
+    {
+        "model": embedding_models,
+        "input": st.text(max_size=30)
+        | st.lists(st.text(max_size=10), max_size=3)
+        | st.lists(st.integers(-2, 2**40), max_size=3)
+        | st.lists(st.lists(st.integers(-2, 100), max_size=3), max_size=3)
+        | json_values,
+    },
+    optional={
+        "dimensions": st.integers(-1, 70_000) | json_values,
+        "encoding_format": st.sampled_from(["float", "base64", "hex"]) | json_values,
+        "user": json_values,
+        "stream": json_values,
+    },
+)
+response_items = st.lists(
+    st.fixed_dictionaries(
+        {"role": roles},
+        optional={
+            "type": st.sampled_from(["message", "function_call_output", "item_reference"]) | json_values,
+            "content": json_values | st.text(max_size=20),
+            "call_id": json_values,
+            "output": json_values,
+        },
+    ),
+    max_size=3,
+)
+responses_bodies = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"]) | json_values,
+        "input": st.text(max_size=30) | response_items | json_values,
+    },
+    optional={
+        "instructions": json_values,
+        "max_output_tokens": st.integers(-5, 2_000_000) | json_values,
+        "stream": st.booleans() | json_values,
+        "previous_response_id": st.text(max_size=20) | json_values,
+        "store": json_values,
+        "background": json_values,
+        "tools": json_values,
+        "reasoning": json_values,
+        "temperature": json_values,
+    },
+)
+blocks = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "document", "thinking"]) | json_values},
+        optional={
+            "text": json_values,
+            "id": json_values,
+            "name": json_values,
+            "input": json_values,
+            "tool_use_id": json_values,
+            "content": json_values,
+            "source": json_values,
+        },
+    ),
+    max_size=3,
+)
+anthropic_messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["user", "assistant", "system", None]),
+            "content": st.text(max_size=20) | blocks | json_values,
+        }
+    ),
+    max_size=3,
+)
+messages_bodies = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["claude-sonnet-4", "gpt-4o-mini", "gpt-4o"]) | json_values,
+        "messages": anthropic_messages | json_values,
+    },
+    optional={
+        "max_tokens": st.integers(-5, 2_000_000) | json_values,
+        "system": json_values,
+        "stream": st.booleans() | json_values,
+        "tools": json_values,
+        "tool_choice": json_values,
+        "stop_sequences": json_values,
+        "temperature": json_values,
+        "metadata": json_values,
+    },
+)
+
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
@@ -81,11 +168,14 @@ def http(gateway: GatewayThread) -> Iterator[httpx.Client]:
         yield client
 
 
-def _check(response: httpx.Response, sent: bytes) -> None:
+def _check(response: httpx.Response, sent: bytes, *, anthropic: bool = False) -> None:
     assert response.status_code < 500, response.text
     if response.status_code >= 400 and response.headers.get("content-type", "").startswith("application/json"):
-        error = response.json()["error"]
-        assert set(error) >= {"type", "code", "message", "param"}
+        body = response.json()
+        if anthropic:
+            assert body["type"] == "error" and set(body["error"]) >= {"type", "message", "code"}
+        else:
+            assert set(body["error"]) >= {"type", "code", "message", "param"}
 
 
 @FUZZ
@@ -93,6 +183,45 @@ def _check(response: httpx.Response, sent: bytes) -> None:
 def test_near_valid_chat_bodies_never_5xx(http: httpx.Client, body: dict[str, Any], extra: dict[str, str]) -> None:
     raw = json.dumps(body).encode()
     _check(http.post("/v1/chat/completions", content=raw, headers=extra), raw)
+
+
+API_FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+@API_FUZZ
+@given(body=embeddings_bodies, extra=headers)
+def test_near_valid_embeddings_bodies_never_5xx(
+    http: httpx.Client, body: dict[str, Any], extra: dict[str, str]
+) -> None:
+    raw = json.dumps(body).encode()
+    _check(http.post("/v1/embeddings", content=raw, headers=extra), raw)
+
+
+@API_FUZZ
+@given(body=responses_bodies, extra=headers)
+def test_near_valid_responses_bodies_never_5xx(http: httpx.Client, body: dict[str, Any], extra: dict[str, str]) -> None:
+    raw = json.dumps(body).encode()
+    _check(http.post("/v1/responses", content=raw, headers=extra), raw)
+
+
+@API_FUZZ
+@given(body=messages_bodies, extra=headers, path=st.sampled_from(["/v1/messages", "/v1/messages/count_tokens"]))
+def test_near_valid_messages_bodies_never_5xx(
+    http: httpx.Client, body: dict[str, Any], extra: dict[str, str], path: str
+) -> None:
+    raw = json.dumps(body).encode()
+    _check(http.post(path, content=raw, headers=extra), raw, anthropic=True)
+
+
+@API_FUZZ
+@given(response_id=st.text(max_size=40), method=st.sampled_from(["GET", "DELETE"]), extra=headers)
+def test_stored_response_ids_never_5xx(
+    http: httpx.Client, response_id: str, method: str, extra: dict[str, str]
+) -> None:
+    from urllib.parse import quote
+
+    response = http.request(method, "/v1/responses/" + quote(response_id, safe=""), headers=extra)
+    assert response.status_code < 500, response.text
 
 
 @FUZZ
