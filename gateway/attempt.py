@@ -36,7 +36,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import aiohttp
 import anyio
@@ -47,9 +47,13 @@ from gateway.metering.meter import Meter, Reservation
 from gateway.metering.tokens import TokenCounter
 from gateway.policy.engine import Route
 from gateway.providers.base import Adapter, Answer, StreamState, StreamTranslator, UpstreamRequest, Usage, answer_text
-from gateway.providers.sse import SSEParser
+from gateway.providers.sse import Event, SSEParser
 from gateway.resilience.breakers import Breakers
 from gateway.settings import ProviderSettings
+
+
+class Decoder(Protocol):
+    def feed(self, chunk: bytes) -> list[Event]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,7 @@ class Attempt:
         self._sent = Sent()
         self._response: aiohttp.ClientResponse | None = None
         self._translator: StreamTranslator | None = None
-        self._parser = SSEParser()
+        self._parser: Decoder = SSEParser()
         self._held: list[bytes] = []
         self._finished = False
 
@@ -142,6 +146,9 @@ class Attempt:
             async with asyncio.timeout(self.provider.timeout_seconds):
                 self._response = await self._open(upstream_request)
             self._translator = translator = self.adapter.translator(request, keep_text=keep_text)
+            decoder = getattr(self.adapter, "decoder", None)  # framing other than SSE (Bedrock's event stream)
+            if decoder is not None:
+                self._parser = decoder()
             async with asyncio.timeout_at(min(first_content, self._stream_deadline)):
                 while not (translator.state.deltas or translator.state.finished):
                     self._held.extend(await self._next_frames())

@@ -12,6 +12,10 @@
         too_large     a non-stream answer over the provider's max_answer_bytes
         truncated     the body or stream ended early
         untranslatable  the request could not be put into this provider's format (not the provider's fault)
+        not_ready     the model is not ready to serve (Bedrock's ModelNotReadyException): fail over, no verdict
+
+AWS errors are read from `x-amzn-ErrorType`: a 408 (ModelTimeoutException) is a timeout, a 424
+(ModelErrorException) a provider failure.
 
 Provider error bodies are read (bounded) and dropped: they may quote the prompt.
 """
@@ -26,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import yarl
 
 from gateway.providers.base import UpstreamRequest
 from gateway.resilience.breakers import MAX_COOLDOWN_SECONDS
@@ -188,7 +193,7 @@ class Upstream:
         try:
             response = await self._session.request(
                 request.method,
-                request.url,
+                yarl.URL(request.url, encoded=True),  # sent exactly as built (and as signed: `%3A` stays `%3A`)
                 data=request.body or None,
                 headers=request.headers,
                 timeout=timeout,
@@ -239,6 +244,13 @@ class Upstream:
 
 
 def _status_failure(status: int, headers: Mapping[str, str]) -> AttemptFailed:
+    aws_error = (headers.get("x-amzn-ErrorType") or "").split(":", 1)[0]
+    if aws_error == "ModelNotReadyException":
+        return AttemptFailed("not_ready", status=status)
+    if status == 408:
+        return AttemptFailed("timeout", status=status)
+    if status == 424:
+        return AttemptFailed("status_5xx", status=status)
     if 300 <= status < 400 or status < 200:
         return AttemptFailed("redirect", status=status)
     if status == 429:

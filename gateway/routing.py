@@ -236,7 +236,7 @@ class Router:
                 decision_id=decision.decision_id,
                 retry_after=retry_after,
             )
-        failed = {"connect", "status_5xx", "bad_answer", "truncated", "auth", "redirect", "too_large"}
+        failed = {"connect", "status_5xx", "bad_answer", "truncated", "auth", "redirect", "too_large", "not_ready"}
         if only_one_route and reasons and reasons <= failed:
             return UpstreamError(
                 "the provider failed to answer", decision_id=decision.decision_id, retry_after=retry_after

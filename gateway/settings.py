@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ import yaml
 
 from gateway.errors import ConfigError
 
-ProviderKind = Literal["openai", "azure_openai", "anthropic"]
+ProviderKind = Literal["openai", "azure_openai", "anthropic", "bedrock"]
 ENDPOINTS = ("chat.completions", "embeddings", "responses", "messages")
+REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class ProviderLimits:
 class ProviderSettings:
     name: str
     kind: ProviderKind
-    base_url: str
     models: dict[str, str]
+    base_url: str | None = None  # required, except for bedrock (default: the region's bedrock-runtime endpoint)
+    region: str | None = None  # bedrock: the AWS region (required)
     api_key_env: str | None = None
     api_version: str = "2024-10-21"
     limits: ProviderLimits = field(default_factory=ProviderLimits)
@@ -101,6 +104,13 @@ class ProviderSettings:
     # gateway model -> the endpoints it serves here (chat.completions, embeddings, responses, messages);
     # unlisted: all its kind can serve, embeddings only for models whose name says "embed"
     endpoints: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """Where requests go: base_url, or for Bedrock the region's runtime endpoint."""
+        if self.base_url:
+            return self.base_url
+        return f"https://bedrock-runtime.{self.region}.amazonaws.com" if self.kind == "bedrock" else ""
 
     @property
     def first_content_timeout(self) -> float:
@@ -267,7 +277,9 @@ def _validate(settings: Settings) -> None:
     if duplicates:
         raise ConfigError(f"provider name {sorted(duplicates)[0]} is listed twice")
     for i, p in enumerate(settings.providers):
-        if not p.base_url.startswith(("http://", "https://")):
+        if p.kind == "bedrock" and not (p.region and REGION.match(p.region)):
+            raise ConfigError(f"config key providers[{i}].region must name an AWS region (us-east-1) for bedrock")
+        if not p.url.startswith(("http://", "https://")):
             raise ConfigError(f"config key providers[{i}].base_url must be an http(s) URL")
         if not p.models:
             raise ConfigError(f"config key providers[{i}].models must map at least one model")

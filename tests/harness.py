@@ -31,6 +31,7 @@ PRICES = {
     "gpt-4o": {"input": 2.50, "output": 10.00},
     "gpt-4o-mini": {"input": 0.15, "output": 0.60},
     "claude-sonnet-4": {"input": 3.00, "output": 15.00},
+    "text-embedding-3-small": {"input": 0.02, "output": 0.0},
 }
 ADMIN_TOKEN = "test-admin-token"
 

@@ -36,6 +36,7 @@ PRICES = {
     "gpt-4o": {"input": 2.50, "output": 10.00},
     "gpt-4o-mini": {"input": 0.15, "output": 0.60},
     "claude-sonnet-4": {"input": 3.00, "output": 15.00},
+    "text-embedding-3-small": {"input": 0.02, "output": 0.0},
 }
 NOTE = "Patient J.D., 67, admitted with NSTEMI; summarise for discharge."
 
@@ -191,6 +192,47 @@ def _no_exp_claims() -> dict[str, Any]:
     return {"iss": DEMO_ISSUER, "aud": DEMO_AUDIENCE, "team": "radiology-apps", "iat": int(time.time())}
 
 
+async def _api_tour(session: aiohttp.ClientSession, base: str) -> None:
+    """Every model API an app uses goes through the same gate: embeddings, Responses (and a follow-up,
+    pinned to the provider holding the first response), Anthropic Messages (passed through, or translated
+    for an OpenAI-format provider)."""
+    print("\n  Every API through the same policy (the openai and anthropic SDKs' wire formats):")
+    phi = {"Authorization": "Bearer gw-demo-cardiology", "X-Use-Case": "discharge-summary"}
+    marketing = {"Authorization": "Bearer gw-demo-marketing"}
+    anthropic = {
+        "x-api-key": "gw-demo-cardiology",
+        "anthropic-version": "2023-06-01",
+        "X-Use-Case": "discharge-summary",
+    }
+    message = {"max_tokens": 200, "messages": [{"role": "user", "content": NOTE}]}
+    calls: list[tuple[str, str, dict[str, str], dict[str, Any]]] = [
+        (
+            "embeddings: cardiology note (PHI)",
+            "/v1/embeddings",
+            phi,
+            {"model": "text-embedding-3-small", "input": NOTE},
+        ),
+        ("responses: marketing tagline", "/v1/responses", marketing, {"model": "gpt-4o-mini", "input": "A tagline."}),
+        ("messages: cardiology -> claude (as is)", "/v1/messages", anthropic, {"model": "claude-sonnet-4", **message}),
+        ("messages: cardiology -> gpt-4o (translated)", "/v1/messages", anthropic, {"model": "gpt-4o", **message}),
+    ]
+    first_response = ""
+    for label, path, headers, body in calls:
+        async with session.post(base + path, json=body, headers=headers) as resp:
+            answer = await resp.json()
+            route = f"{resp.headers.get('X-Gateway-Provider', '-')}/{resp.headers.get('X-Gateway-Model', '-')}"
+            print(f"  {label:<44} {resp.status:>3}  {route}")
+            if path == "/v1/responses":
+                first_response = answer.get("id", "")
+    follow = {"model": "gpt-4o-mini", "input": "Shorter.", "previous_response_id": first_response}
+    async with session.post(base + "/v1/responses", json=follow, headers=marketing) as resp:
+        label = "responses: follow-up (same provider only)"
+        print(f"  {label:<44} {resp.status:>3}  {resp.headers.get('X-Gateway-Provider')}")
+    other = {"Authorization": "Bearer gw-demo-eu-research"}
+    async with session.get(f"{base}/v1/responses/{first_response}", headers=other) as resp:
+        print(f"  {'responses: another team reads it':<44} {resp.status:>3}  (not found: only its team may)")
+
+
 async def _phases(session: aiohttp.ClientSession, base: str, servers: StandInServers) -> dict[str, Any]:
     jwt = mint_demo_jwt("radiology-apps")
     shots = [
@@ -235,6 +277,7 @@ async def _phases(session: aiohttp.ClientSession, base: str, servers: StandInSer
     results = [await _send(session, base, shot) for shot in shots]
     for outcome in results:
         _print_row(outcome)
+    await _api_tour(session, base)
 
     print("\n  Token budget: marketing (20,000 tokens/min) fires 24 concurrent requests of max_tokens=1024")
     servers["openai-us"].set_default(Behavior(latency=0.4))

@@ -31,13 +31,17 @@ from gateway.demo.standin_apis import (
     response_object,
     responses_events,
 )
+from gateway.demo.standin_bedrock import converse_answer, converse_events, sigv4_problem
 from gateway.demo.stream_events import anthropic_events, openai_events, sse
 from gateway.embeddings import from_body as embeddings_request
 from gateway.errors import InvalidRequest
 from gateway.metering.tokens import TokenCounter
 from gateway.responses_api import from_body as responses_request
 
-Kind = Literal["openai", "azure_openai", "anthropic"]
+Kind = Literal["openai", "azure_openai", "anthropic", "bedrock"]
+# the AWS credentials a Bedrock stand-in verifies signatures against (tests and the demo export them)
+STANDIN_AWS = {"AWS_ACCESS_KEY_ID": "AKIDSTANDIN000000000", "AWS_SECRET_ACCESS_KEY": "standin-secret-key"}
+STANDIN_REGION = "us-east-1"
 STALL_SECONDS = 60.0
 T = TypeVar("T")
 
@@ -61,6 +65,7 @@ class Behavior:
     keepalive_only: bool = False  # a stream of keep-alives (SSE comments, Anthropic pings) that never has content
     raw: Raw | None = None  # answer exactly this
     tool_call: tuple[str, str] | None = None  # answer with a call of this tool (name, JSON arguments)
+    aws_error: str | None = None  # Bedrock: the x-amzn-ErrorType of an error status (ThrottlingException ...)
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,10 @@ class StandIn:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        if self.kind == "bedrock":
+            app.router.add_post("/model/{model}/converse", self._handle)
+            app.router.add_post("/model/{model}/converse-stream", self._handle)
+            return app
         if self.kind == "anthropic":
             app.router.add_post("/v1/messages", self._handle)
             return app
@@ -162,9 +171,16 @@ class StandIn:
             self.in_flight -= 1
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
+        raw = await request.read()
+        body = json.loads(raw)
         received = Received(request.path, dict(request.query), dict(request.headers), body)
         self.received.append(received)
+        if self.kind == "bedrock":
+            key, secret = STANDIN_AWS["AWS_ACCESS_KEY_ID"], STANDIN_AWS["AWS_SECRET_ACCESS_KEY"]
+            problem = sigv4_problem(request.method, request.raw_path, request.headers, raw, key, secret, STANDIN_REGION)
+            if problem is not None:
+                error = {"message": f"invalid signature: {problem}"}
+                return web.json_response(error, status=403, headers={"x-amzn-ErrorType": "InvalidSignatureException"})
         behavior = self.next_behavior()
         if behavior.stall:
             await asyncio.sleep(STALL_SECONDS)  # cancelled as soon as the client gives up
@@ -186,6 +202,8 @@ class StandIn:
         if behavior.tool_call is not None:
             words = [behavior.tool_call[1]]  # one content event: the call
         usage = behavior.usage_override or {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
+        if self.kind == "bedrock":
+            return await self._bedrock(request, behavior, words, usage, received)
         if api == "embeddings":
             received.billed = usage["prompt_tokens"]
             return web.json_response(embeddings_answer(body, model, usage["prompt_tokens"]))
@@ -241,6 +259,30 @@ class StandIn:
             )
         return web.json_response(answer)
 
+    async def _bedrock(
+        self, request: web.Request, behavior: Behavior, words: list[str], usage: dict[str, Any], received: Received
+    ) -> web.StreamResponse:
+        reported = usage if behavior.usage else None
+        if not request.path.endswith("/converse-stream"):
+            received.billed = usage["prompt_tokens"] + usage["completion_tokens"]
+            return web.json_response(converse_answer(behavior.text, reported, behavior.tool_call))
+        received.billed = usage["prompt_tokens"]
+        response = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream"})
+        await response.prepare(request)
+        sent = 0
+        for is_content, event in converse_events(words, reported, behavior.tool_call):
+            if behavior.stream_cut_after is not None and is_content and sent >= behavior.stream_cut_after:
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await response.write(event)
+            sent += int(is_content)
+            received.billed += int(is_content)
+            if behavior.chunk_delay:
+                await asyncio.sleep(behavior.chunk_delay)
+        await response.write_eof()
+        return response
+
     async def _raw(self, request: web.Request, raw: Raw) -> web.StreamResponse:
         response = web.StreamResponse(status=raw.status, headers=dict(raw.headers))
         response.enable_chunked_encoding()
@@ -264,6 +306,13 @@ class StandIn:
 
     def _error(self, behavior: Behavior, body: dict[str, Any]) -> web.Response:
         headers = {"Retry-After": behavior.retry_after} if behavior.retry_after is not None else {}
+        if self.kind == "bedrock":
+            default = {429: "ThrottlingException", 400: "ValidationException"}.get(
+                behavior.status, "InternalServerException"
+            )
+            headers["x-amzn-ErrorType"] = (
+                behavior.aws_error or default
+            ) + ":http://internal.amazon.com/coral/com.amazon.bedrock/"
         message = "stand-in failure"
         if behavior.echo_prompt_in_error:
             message = "could not process: " + json.dumps(body.get("messages"))
@@ -424,8 +473,11 @@ def provider_config(
             "text-embedding-3-small": "embed-small-prod",
         },
         "anthropic": {"claude-sonnet-4": "claude-sonnet-4-20250514"},
+        "bedrock": {"claude-sonnet-4": "anthropic.claude-sonnet-4-20250514-v1:0"},
     }[standin.kind]
+    extra = {"region": STANDIN_REGION} if standin.kind == "bedrock" else {}
     return {
+        **extra,
         "name": standin.name,
         "kind": standin.kind,
         "base_url": standin.base_url,

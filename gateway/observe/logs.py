@@ -110,7 +110,8 @@ def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
         logger.propagate = True
     access = logging.getLogger("uvicorn.access")
     access.handlers, access.propagate, access.disabled = [], False, True
-    for noisy in ("aiohttp.access", "aiohttp.server", "httpx", "httpcore", "openai"):
+    # botocore logs canonical requests (signed headers, a session token among them) at DEBUG
+    for noisy in ("aiohttp.access", "aiohttp.server", "httpx", "httpcore", "openai", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook

@@ -148,7 +148,7 @@ class AnthropicAdapter:
         if key:
             headers["x-api-key"] = key
         return UpstreamRequest(
-            provider.base_url.rstrip("/") + "/v1/messages", headers, json.dumps(body, separators=(",", ":")).encode()
+            provider.url.rstrip("/") + "/v1/messages", headers, json.dumps(body, separators=(",", ":")).encode()
         )
 
     def parse(self, body: bytes, request: ChatRequest) -> Answer:

@@ -35,7 +35,7 @@ class MessagesAdapter:
         key = provider.api_key()
         if key:
             headers["x-api-key"] = key
-        url = provider.base_url.rstrip("/") + "/v1/messages"
+        url = provider.url.rstrip("/") + "/v1/messages"
         return UpstreamRequest(url, headers, json.dumps(body, separators=(",", ":")).encode())
 
     def parse(self, body: bytes, request: MessagesRequest) -> Answer:

@@ -154,31 +154,38 @@ class MessagesViaOpenAI:
 
     def parse(self, body: bytes, request: MessagesRequest) -> Answer:
         answer = parse_completion(body)
-        choices = answer.completion["choices"]
-        if not choices:
-            raise BadUpstreamAnswer("completion has no choices")
-        choice, usage = choices[0], answer.usage
-        message = choice["message"]
-        blocks: list[dict[str, Any]] = []
-        if message.get("content"):
-            blocks.append({"type": "text", "text": message["content"]})
-        for call in message.get("tool_calls") or []:
-            blocks.append(_tool_use(call))
-        reason = choice.get("finish_reason")
-        result = {
-            "id": "msg_" + str(answer.completion.get("id", "")),
-            "type": "message",
-            "role": "assistant",
-            "model": request.model,
-            "content": blocks,
-            "stop_reason": STOP_REASONS.get(reason, "end_turn") if isinstance(reason, str) else "end_turn",
-            "stop_sequence": None,
-            "usage": message_usage(usage),
-        }
-        return Answer(result, json.dumps(result, separators=(",", ":")).encode(), usage)
+        return message_of(answer.completion, answer.usage, request.model)
 
     def translator(self, request: MessagesRequest, *, keep_text: bool) -> OpenAIToMessagesStream:
         return OpenAIToMessagesStream(request.model, keep_text=keep_text)
+
+
+def message_of(completion: dict[str, Any], usage: Usage | None, model: str) -> Answer:
+    """An OpenAI chat completion as an Anthropic message."""
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise BadUpstreamAnswer("completion has no choices")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise BadUpstreamAnswer("a choice has no message")
+    blocks: list[dict[str, Any]] = []
+    if message.get("content"):
+        blocks.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or []:
+        blocks.append(_tool_use(call))
+    reason = choice.get("finish_reason")
+    result = {
+        "id": "msg_" + str(completion.get("id", "")),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks,
+        "stop_reason": STOP_REASONS.get(reason, "end_turn") if isinstance(reason, str) else "end_turn",
+        "stop_sequence": None,
+        "usage": message_usage(usage),
+    }
+    return Answer(result, json.dumps(result, separators=(",", ":")).encode(), usage)
 
 
 def _tool_use(call: Any) -> dict[str, Any]:

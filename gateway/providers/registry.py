@@ -1,10 +1,10 @@
 """Adapters by (client API, provider kind): which upstreams can serve which endpoint, and how.
 
-    endpoint           openai / azure_openai          anthropic
-    chat.completions   pass-through                   translated (anthropic.py)
-    embeddings         pass-through                   -- (Anthropic has no embeddings API)
-    responses          pass-through                   -- (stored state lives at OpenAI)
-    messages           translated (messages_openai)   pass-through (anthropic_messages.py)
+    endpoint           openai / azure_openai          anthropic                        bedrock
+    chat.completions   pass-through                   translated (anthropic.py)        Converse (bedrock.py)
+    embeddings         pass-through                   --                               --
+    responses          pass-through                   -- (stored state lives at OpenAI) --
+    messages           translated (messages_openai)   pass-through (anthropic_messages) Converse, via the OpenAI form
 
 A route whose provider kind cannot serve the endpoint is skipped. A model serves the endpoints its
 provider entries list in `endpoints`; by default every endpoint its kinds can serve, except that a
@@ -19,6 +19,7 @@ from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.anthropic_messages import MessagesAdapter
 from gateway.providers.azure_openai import AzureOpenAIAdapter
 from gateway.providers.base import Adapter
+from gateway.providers.bedrock import BedrockAdapter, BedrockMessagesAdapter
 from gateway.providers.messages_openai import MessagesViaOpenAI
 from gateway.providers.openai import OpenAIAdapter
 from gateway.providers.openai_embeddings import EmbeddingsAdapter
@@ -32,12 +33,14 @@ ADAPTERS: dict[str, dict[str, Adapter[Any]]] = {
         "openai": OpenAIAdapter(),
         "azure_openai": AzureOpenAIAdapter(),
         "anthropic": AnthropicAdapter(),
+        "bedrock": BedrockAdapter(),
     },
     "embeddings": {kind: EmbeddingsAdapter(wire) for kind, wire in WIRES.items()},
     "responses": {kind: adapter for kind, adapter in STORED.items()},
     "messages": {
         **{kind: MessagesViaOpenAI(wire) for kind, wire in WIRES.items()},
         "anthropic": MessagesAdapter(),
+        "bedrock": BedrockMessagesAdapter(),
     },
 }
 KINDS = frozenset(ADAPTERS["chat.completions"])

@@ -17,11 +17,11 @@ class OpenAIWire:
     include_model = True  # the body names the model
 
     def url(self, provider: ProviderSettings, upstream_model: str, path: str) -> str:
-        return f"{provider.base_url.rstrip('/')}/{path}"
+        return f"{provider.url.rstrip('/')}/{path}"
 
     def resource_url(self, provider: ProviderSettings, path: str) -> str:
         """A URL not under a deployment (stored responses)."""
-        return f"{provider.base_url.rstrip('/')}/{path}"
+        return f"{provider.url.rstrip('/')}/{path}"
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"}
@@ -39,11 +39,11 @@ class AzureWire(OpenAIWire):
 
     def url(self, provider: ProviderSettings, upstream_model: str, path: str) -> str:
         deployment = quote(upstream_model, safe="")
-        base = provider.base_url.rstrip("/")
+        base = provider.url.rstrip("/")
         return f"{base}/openai/deployments/{deployment}/{path}?api-version={provider.api_version}"
 
     def resource_url(self, provider: ProviderSettings, path: str) -> str:
-        return f"{provider.base_url.rstrip('/')}/openai/{path}?api-version={provider.api_version}"
+        return f"{provider.url.rstrip('/')}/openai/{path}?api-version={provider.api_version}"
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {"api-key": key}
