@@ -37,6 +37,7 @@ bundle-check: install
 
 test: install lint policy-test bundle-check
 	scripts/ensure-redis
+	scripts/ensure-postgres
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 bench: install

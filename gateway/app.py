@@ -8,6 +8,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,22 @@ from starlette.routing import Route
 
 from gateway import authn
 from gateway.apis import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, RESPONSES
-from gateway.errors import GatewayError, NotFound, PolicyDenied, Unauthenticated
+from gateway.errors import (
+    ConfigError,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PolicyDenied,
+    ServiceUnavailable,
+    Unauthenticated,
+)
 from gateway.followups import StoredResponses
 from gateway.forward import Upstream
+from gateway.ledger import build_writer
+from gateway.ledger.commands import day
+from gateway.ledger.export import summary_json
+from gateway.ledger.rows import usd
+from gateway.ledger.store import GROUPS, StoreUnavailable
 from gateway.metering.meter import Meter
 from gateway.metering.redis_store import RedisStore
 from gateway.metering.tokens import TokenCounter
@@ -87,7 +101,8 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
     decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=policy.masker)
     gate = PolicyGate(policy, metrics, decision_log)
-    pipeline = Pipeline(settings, policy, gate, router, metrics, owners)
+    ledger = build_writer(settings, metrics)
+    pipeline = Pipeline(settings, policy, gate, router, metrics, owners, ledger)
     stored = StoredResponses(settings, gate, upstream, pipeline)
     return Components(
         settings, metrics, policy, upstream, meter, breakers, router, pipeline, stored, client, decision_log, gate
@@ -118,6 +133,7 @@ def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Star
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", admin_only(metrics_endpoint, open_without_token=True), methods=["GET"]),
             Route("/admin/status", admin_only(admin_status), methods=["GET"]),
+            Route("/admin/usage", admin_only(admin_usage), methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, GatewayError: _gateway_error, Exception: _unexpected},
         lifespan=_lifespan,
@@ -217,6 +233,32 @@ async def admin_status(request: Request) -> Response:
     )
 
 
+async def admin_usage(request: Request) -> Response:
+    """Ledger sums: `group_by` some of team, use_case, provider, model, endpoint; `from`/`to` days (UTC, `to`
+    included; default today). This instance's buffered rows are flushed first, so they are counted."""
+    ledger = _components(request).pipeline.ledger
+    if ledger is None:
+        return _error(NotFound("the usage ledger is off (ledger.store: none)"))
+    params = request.query_params
+    group_by = [g for g in params.get("group_by", "").split(",") if g]
+    try:
+        if any(g not in GROUPS for g in group_by):
+            raise ConfigError(f"group_by takes some of {', '.join(GROUPS)}")
+        today = datetime.now(UTC).date().isoformat()
+        start, end = day(params.get("from", today)), day(params.get("to", today)) + 86400
+    except ConfigError as exc:
+        return _error(InvalidRequest(str(exc), param="group_by"))
+    await ledger.flush()
+    try:
+        groups = summary_json(await ledger.store.summary(group_by, start, end))
+    except StoreUnavailable:
+        return _error(ServiceUnavailable("the ledger store cannot be reached now; retry later", retry_after=5))
+    total_nusd = sum(int(g["cost_nusd"] or 0) for g in groups)
+    total = {"rows": sum(int(g["rows"]) for g in groups), "cost_usd": usd(total_nusd), "cost_nusd": total_nusd}
+    body = {"from": params.get("from", today), "to": params.get("to", today), "group_by": group_by}
+    return JSONResponse({**body, "groups": groups, "total": total})
+
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -254,9 +296,13 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     await c.meter.start()
     await c.decision_log.start()
     await c.breakers.start()
+    if c.pipeline.ledger is not None:
+        await c.pipeline.ledger.start()
     try:
         yield
     finally:
+        if c.pipeline.ledger is not None:
+            await c.pipeline.ledger.close()
         await c.breakers.close()
         await c.meter.close()
         await c.decision_log.close()

@@ -97,6 +97,8 @@ class Attempt:
         self.probe = probe
         self.upstream_started = time.perf_counter()
         self.upstream_seconds: float | None = None
+        self.started_at = time.time()  # wall clock, for the ledger
+        self.ended_at: float | None = None
         self.usage: Usage | None = None  # set when the attempt finishes
         self.failure: AttemptFailed | None = None  # why it failed, when it did
         self.abandoned = False  # the client left or the task was cancelled
@@ -107,6 +109,13 @@ class Attempt:
         self._parser: Decoder = SSEParser()
         self._held: list[bytes] = []
         self._finished = False
+
+    @property
+    def outcome(self) -> str:
+        """For the ledger: ok, the failure's reason, or abandoned."""
+        if self.abandoned:
+            return "abandoned"
+        return self.failure.reason if self.failure is not None else "ok"
 
     @property
     def state(self) -> StreamState | None:
@@ -251,6 +260,7 @@ class Attempt:
         self._finished = True
         self.usage = usage
         self.upstream_seconds = time.perf_counter() - self.upstream_started
+        self.ended_at = time.time()
         with anyio.CancelScope(shield=True):
             if self._response is not None:
                 self._response.close()

@@ -1,4 +1,5 @@
-"""Command line: `gateway serve | demo | bundle build|verify | policy test|check|eval`.
+"""Command line: `gateway serve | demo | bundle build|verify | policy test|check|eval | ledger migrate |
+usage export|verify`.
 
 Errors are one line saying what is wrong, exit non-zero; `--debug` shows the traceback.
 """
@@ -59,7 +60,39 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--input", required=True)
     evaluate.add_argument("--bundle", default="bundles/gateway.tar.gz")
     evaluate.add_argument("--verification-key")
+    ledger = sub.add_parser("ledger", help="the usage ledger's store").add_subparsers(dest="action", required=True)
+    migrate = ledger.add_parser("migrate", help="create or upgrade the ledger schema")
+    migrate.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
+    usage = sub.add_parser("usage", help="export and verify the usage ledger").add_subparsers(
+        dest="action", required=True
+    )
+    export = usage.add_parser("export", help="ledger rows as CSV or FOCUS 1.2")
+    export.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    export.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD (UTC), included")
+    export.add_argument("--format", choices=["csv", "focus"], default="csv")
+    export.add_argument("-o", "--output")
+    export.add_argument("--config")
+    check = usage.add_parser("verify", help="check every chain and checkpoint; exit 2 naming the first bad row")
+    check.add_argument("--config")
     return parser
+
+
+def _ledger_migrate(args: argparse.Namespace) -> int:
+    from gateway.ledger import commands
+
+    return commands.migrate(args.config)
+
+
+def _usage_export(args: argparse.Namespace) -> int:
+    from gateway.ledger import commands
+
+    return commands.export(args.config, args.start, args.end, args.format, args.output)
+
+
+def _usage_verify(args: argparse.Namespace) -> int:
+    from gateway.ledger import commands
+
+    return commands.verify_command(args.config)
 
 
 def _read(path: str | None, what: str) -> bytes | None:
@@ -192,6 +225,9 @@ _COMMANDS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("policy", "test"): _policy_test,
     ("policy", "check"): _policy_check,
     ("policy", "eval"): _policy_eval,
+    ("ledger", "migrate"): _ledger_migrate,
+    ("usage", "export"): _usage_export,
+    ("usage", "verify"): _usage_verify,
 }
 
 

@@ -13,6 +13,7 @@
     ├── NoRouteAvailable            503     no_route_available  (Retry-After)
     ├── PolicyUnavailable           503     policy_unavailable  (Retry-After)
     ├── ServerBusy                  503     server_busy         (Retry-After; too many unverified bodies)
+    ├── ServiceUnavailable          503     service_unavailable (Retry-After; an admin store is unreachable)
     ├── UpstreamTimeout             504     upstream_timeout
     └── InternalError               500     internal_error      (a defect of ours, never a client's or provider's)
 
@@ -145,6 +146,12 @@ class BundleError(Exception):
     def __init__(self, message: str, *, detail: str | None = None) -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class ServiceUnavailable(GatewayError):
+    status_code = 503
+    code = "service_unavailable"
+    error_type = "api_error"
 
 
 class InternalError(GatewayError):

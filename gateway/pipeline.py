@@ -37,6 +37,8 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.inbound import Inbound
+from gateway.ledger import LedgerWriter, price_table
+from gateway.ledger.rows import NANO_PER_USD, Row, cost_nusd, usd
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, PolicyEngine
@@ -61,6 +63,7 @@ class Context:
     api: Api = CHAT
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
     decision: Decision | None = None
     classification: str | None = None
     stream: bool = False
@@ -70,7 +73,8 @@ class Context:
     error_code: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_nusd: int = 0  # nano-dollars, exact
+    recorded: bool = False
     upstream_seconds: float | None = None
     team_remaining: float | None = None
     walk: Walk = field(default_factory=Walk)
@@ -93,6 +97,8 @@ class Context:
         if self.provider:
             headers["X-Gateway-Provider"] = self.provider
             headers["X-Gateway-Model"] = self.model
+        if self.recorded:
+            headers["X-Gateway-Cost-Usd"] = usd(self.cost_nusd)
         return headers
 
 
@@ -105,8 +111,11 @@ class Pipeline:
         router: Router,
         metrics: Metrics,
         owners: ResponseOwners,
+        ledger: LedgerWriter | None = None,
     ) -> None:
         self._gate = gate
+        self.ledger = ledger
+        self._prices = price_table(settings)
         self._settings = settings
         self._policy = policy
         self._router = router
@@ -267,11 +276,14 @@ class Pipeline:
         return RelayResponse(relay, media_type="text/event-stream", headers=ctx.headers())
 
     async def _relay(self, attempt: Attempt, ctx: Context, parsed: Inbound) -> AsyncIterator[bytes]:
-        """Frames from the attempt, untouched; the record once the attempt has settled, however it ended."""
+        """Frames from the attempt, untouched; the record once the attempt has settled, however it ended;
+        then, for a stream that ended normally, its settled cost as an SSE comment (headers went first)."""
         relay = attempt.relay()
+        ended = False
         try:
             async for out in relay:
                 yield out
+            ended = True
         finally:
             with anyio.CancelScope(shield=True):
                 await relay.aclose()  # settles (abandons) the attempt if the client left mid-stream
@@ -286,18 +298,20 @@ class Pipeline:
                 if state is not None and attempt.failure is None and not attempt.abandoned:
                     await self._remember(state.response_id, parsed, ctx)
                 self.record(ctx)
+        if ended:
+            yield f": x-gateway-cost-usd={usd(ctx.cost_nusd)}\n\n".encode()
 
-    def _account(self, ctx: Context, attempt: Attempt, team: str, use_case: str) -> None:
-        """One attempt's charged usage into the request's totals and the cost-attribution metrics."""
+    def _account(self, ctx: Context, attempt: Attempt, team: str, use_case: str) -> int:
+        """One attempt's charged usage into the request's totals and the cost-attribution metrics; its cost."""
         usage = attempt.usage
         if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
-            return
+            return 0
         provider, model = attempt.provider.name, attempt.route.model
-        price = self._settings.prices.get(model)
-        cost = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6 if price else 0.0
+        prices = self._prices[model]  # every served model has a price (checked at start)
+        cost = cost_nusd(prices, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
         ctx.prompt_tokens += usage.prompt_tokens
         ctx.completion_tokens += usage.completion_tokens
-        ctx.cost_usd += cost
+        ctx.cost_nusd += cost
         m = self._metrics
         m.tokens.labels(team=team, use_case=use_case, provider=provider, model=model, direction="prompt").inc(
             usage.prompt_tokens
@@ -305,18 +319,77 @@ class Pipeline:
         m.tokens.labels(team=team, use_case=use_case, provider=provider, model=model, direction="completion").inc(
             usage.completion_tokens
         )
-        m.cost.labels(team=team, use_case=use_case, provider=provider, model=model).inc(cost)
+        m.cost.labels(team=team, use_case=use_case, provider=provider, model=model).inc(cost / NANO_PER_USD)
         if usage.reported and usage.prompt_tokens > 0:
             m.token_estimate_ratio.labels(provider=provider, model=model).observe(
                 attempt.prompt_estimate / usage.prompt_tokens
             )
+        return cost
+
+    def _ledger_rows(self, ctx: Context, costs: list[int]) -> None:
+        """One ledger row per attempt, or one for a request that made none (refused when it was a 4xx/5xx)."""
+        if self.ledger is None:
+            return
+        d = ctx.decision
+        common: dict[str, Any] = {
+            "request_id": ctx.request_id,
+            "decision_id": d.decision_id if d else None,
+            "policy_revision": d.policy_revision if d else None,
+            "team": (d.team or None) if d else None,
+            "use_case": (d.use_case or None) if d else None,
+            "classification": d.data_classification if d else ctx.classification,
+            "endpoint": ctx.api.endpoint,
+            "price_version": self._settings.prices_version,
+            "instance": "",
+            "seq": 0,
+            "prev_hash": "",
+        }
+        now = time.time()
+        for number, (attempt, cost) in enumerate(zip(ctx.walk.tried, costs, strict=True), start=1):
+            usage = attempt.usage
+            self.ledger.record(
+                Row(
+                    **common,
+                    attempt=number,
+                    refused=False,
+                    provider=attempt.provider.name,
+                    model=attempt.route.model,
+                    prompt_tokens=usage.prompt_tokens if usage else 0,
+                    completion_tokens=usage.completion_tokens if usage else 0,
+                    cached_tokens=usage.cached_tokens if usage else 0,
+                    reasoning_tokens=usage.reasoning_tokens if usage else 0,
+                    cost_nusd=cost,
+                    status=attempt.outcome,
+                    started_at=attempt.started_at,
+                    ended_at=attempt.ended_at or now,
+                )
+            )
+        if not ctx.walk.tried:
+            status = f"{ctx.status} {ctx.error_code}" if ctx.error_code else str(ctx.status)
+            self.ledger.record(
+                Row(
+                    **common,
+                    attempt=0,
+                    refused=ctx.status >= 400,
+                    provider=ctx.provider or None,
+                    model=ctx.model or None,
+                    prompt_tokens=0,
+                    completion_tokens=0,
+                    cached_tokens=0,
+                    reasoning_tokens=0,
+                    cost_nusd=0,
+                    status=status,
+                    started_at=ctx.started_at,
+                    ended_at=now,
+                )
+            )
 
     def respond_error(self, exc: GatewayError, ctx: Context) -> Response:
         ctx.status, ctx.error_code = exc.status_code, exc.code
+        self.record(ctx)
         headers = ctx.headers()
         if exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(min(exc.retry_after, MAX_COOLDOWN_SECONDS))))
-        self.record(ctx)
         return JSONResponse(ctx.api.error_body(exc), status_code=exc.status_code, headers=headers)
 
     def record(self, ctx: Context) -> None:
@@ -330,8 +403,9 @@ class Pipeline:
         elapsed = time.perf_counter() - ctx.started
         m = self._metrics
         m.requests.labels(team=team, use_case=use_case, provider=provider, model=model, status=str(ctx.status)).inc()
-        for attempt in ctx.walk.tried:
-            self._account(ctx, attempt, team, use_case)
+        costs = [self._account(ctx, attempt, team, use_case) for attempt in ctx.walk.tried]
+        ctx.recorded = True
+        self._ledger_rows(ctx, costs)
         m.request_duration.labels(provider=provider).observe(elapsed)
         last = ctx.walk.tried[-1] if ctx.walk.tried else None
         if last is not None and last.upstream_seconds is not None:
@@ -352,7 +426,7 @@ class Pipeline:
             "error_code": ctx.error_code,
             "prompt_tokens": ctx.prompt_tokens,
             "completion_tokens": ctx.completion_tokens,
-            "cost_usd": round(ctx.cost_usd, 8),
+            "cost_usd": ctx.cost_nusd / NANO_PER_USD,
             "latency_ms": round(elapsed * 1000, 2),
             "upstream_latency_ms": round(ctx.upstream_seconds * 1000, 2) if ctx.upstream_seconds is not None else None,
             "attempts": ctx.walk.attempts,

@@ -142,8 +142,35 @@ class QueueSettings:
 
 @dataclass(frozen=True)
 class Price:
+    """USD per million tokens. Cached prompt tokens cost cache_read (default: input), tokens written to a
+    prompt cache cost cache_write (default: input)."""
+
     input: float
     output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """The usage ledger: one row per attempt at a provider and per refused request (gateway/ledger/)."""
+
+    store: Literal["sqlite", "postgres", "none"] = "sqlite"
+    path: str = "gateway-ledger.db"  # sqlite
+    dsn_env: str = "GATEWAY_LEDGER_DSN"  # postgres: env var holding the DSN (it may carry a password)
+    signing_key_env: str | None = None  # env var holding the checkpoints' HMAC key
+    spill_path: str = "gateway-ledger.spill"  # rows wait here while the store is unreachable
+    batch_size: int = 200
+    flush_seconds: float = 0.5
+    max_buffer: int = 10_000
+    checkpoint_every: int = 100  # rows between signed checkpoints
+
+    def dsn(self) -> str:
+        return os.environ.get(self.dsn_env, "")
+
+    def signing_key(self) -> bytes | None:
+        value = os.environ.get(self.signing_key_env) if self.signing_key_env else None
+        return value.encode() if value else None
 
 
 @dataclass(frozen=True)
@@ -165,6 +192,8 @@ class Settings:
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
     prices: dict[str, Price] = field(default_factory=dict)
+    prices_version: str = "unversioned"  # carried by every ledger row: which price table priced it
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -295,6 +324,17 @@ def _validate(settings: Settings) -> None:
                 )
         if p.max_answer_bytes < 1024:
             raise ConfigError(f"config key providers[{i}].max_answer_bytes must be at least 1024")
+    unpriced = sorted({m for p in settings.providers for m in p.models} - set(settings.prices))
+    if unpriced:
+        raise ConfigError(
+            f"model {unpriced[0]} is served but has no price: add it under prices (USD per million tokens)"
+        )
+    for model, price in settings.prices.items():
+        values = [price.input, price.output, price.cache_read or 0, price.cache_write or 0]
+        if any(v < 0 for v in values):
+            raise ConfigError(f"config key prices.{model}: prices must not be negative")
+    if settings.ledger.batch_size < 1 or settings.ledger.max_buffer < 1 or settings.ledger.checkpoint_every < 1:
+        raise ConfigError("config key ledger needs batch_size, max_buffer and checkpoint_every >= 1")
     if settings.state.workers > 1 and not settings.state.redis_url:
         raise ConfigError(
             "state.workers > 1 needs state.redis_url: budgets and breakers must be shared between processes"

@@ -61,7 +61,9 @@ def free_port() -> int:
 
 def gateway_config(standins: StandInServers, **overrides: Any) -> dict[str, Any]:
     timeout = overrides.pop("timeout_seconds", 5.0)
+    ledger_dir = Path(tempfile.mkdtemp(prefix="gw-ledger-"))
     config: dict[str, Any] = {
+        "ledger": {"path": str(ledger_dir / "ledger.db"), "spill_path": str(ledger_dir / "ledger.spill")},
         "policy": {"bundle": str(SHIPPED_BUNDLE), "poll_seconds": 0},
         "providers": [provider_config(s, timeout_seconds=timeout) for s in standins.standins.values()],
         "prices": PRICES,

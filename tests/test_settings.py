@@ -22,6 +22,11 @@ PROVIDER = {"name": "p", "kind": "openai", "base_url": "https://x/v1", "models":
         ({"providers": [{**PROVIDER, "kind": "gcp"}]}, "providers[0].kind must be one of"),
         ({"providers": [{**PROVIDER, "base_url": "ftp://x"}]}, "base_url must be an http"),
         ({"providers": [PROVIDER, PROVIDER]}, "listed twice"),
+        ({"providers": [PROVIDER]}, "model gpt-4o is served but has no price"),
+        ({"providers": [{**PROVIDER, "kind": "bedrock", "base_url": None}]}, "must name an AWS region"),
+        ({"providers": [{**PROVIDER, "endpoints": {"gpt-4o": ["images"]}}]}, "endpoints.gpt-4o"),
+        ({"prices": {"gpt-4o": {"input": -1, "output": 1}}}, "must not be negative"),
+        ({"ledger": {"store": "mysql"}}, "ledger.store must be one of"),
         ({"state": {"workers": 3}}, "needs state.redis_url"),
         ({"policy": {"engine": "cedar"}}, "policy.engine must be one of"),
         ({"prices": {"gpt-4o": {"input": "cheap", "output": 1}}}, "prices.gpt-4o.input must be a number"),
@@ -37,6 +42,7 @@ def test_env_overrides_nested_and_list_items(tmp_path: Path) -> None:
     path = tmp_path / "gateway.yaml"
     path.write_text(
         "providers:\n  - name: p\n    kind: openai\n    base_url: https://x/v1\n    models: {gpt-4o: gpt-4o}\n"
+        "prices: {gpt-4o: {input: 2.5, output: 10}}\n"
     )
     env = {
         "GATEWAY_LISTEN__PORT": "9100",

@@ -60,6 +60,10 @@ class Metrics:
         self.decision_logs = Counter(
             "gateway_decision_logs", "Decision log events by outcome", ["outcome"], registry=r
         )  # written | dropped (buffer full) | dropped_by_policy | retried
+        self.ledger_rows = Counter("gateway_ledger_rows", "Usage ledger rows written to the store", registry=r)
+        self.ledger_spilled = Counter(
+            "gateway_ledger_spilled_rows", "Usage ledger rows written to the spill file (store unreachable)", registry=r
+        )
 
     def set_bundle(self, revision: str) -> None:
         self.bundle_info.clear()

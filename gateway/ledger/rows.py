@@ -1,0 +1,118 @@
+"""One ledger row: what one attempt at a provider (or one refused request) cost. Never content.
+
+Money is exact: costs are integers in nano-dollars (1e-9 USD), so a price per million tokens with up to
+three decimals times a token count is exact, and sums over millions of rows are exact too.
+
+The row's hash covers every field but the hash itself, in a canonical JSON form (sorted keys, no
+spaces), chained to the previous row of its chain: `row_hash = sha256(prev_hash + canonical(row))`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+NANO_PER_USD = 1_000_000_000
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """USD per million tokens for one model, as configured (Decimal: exact from the config's text)."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal
+    cache_write: Decimal
+
+
+def components(
+    prices: Prices, prompt: int, completion: int, cached: int = 0, cache_write: int = 0
+) -> dict[str, tuple[int, Decimal, int]]:
+    """Each priced part of a charge: name -> (tokens, USD per million, nano-dollars). Cached prompt tokens
+    are priced at cache_read, written ones at cache_write, the rest of the prompt at input."""
+    parts = {
+        "input": (max(0, prompt - cached - cache_write), prices.input),
+        "cache_read": (cached, prices.cache_read),
+        "cache_write": (cache_write, prices.cache_write),
+        "output": (completion, prices.output),
+    }
+    return {name: (tokens, price, _nano(tokens * price)) for name, (tokens, price) in parts.items() if tokens}
+
+
+def _nano(per_million: Decimal) -> int:
+    return int((per_million * 1000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))  # 1e9 / 1e6 = 1000
+
+
+def cost_nusd(prices: Prices, prompt: int, completion: int, cached: int = 0, cache_write: int = 0) -> int:
+    """Nano-dollars for these tokens: the sum of the parts (so an export by part adds up to the row)."""
+    return sum(nusd for _, _, nusd in components(prices, prompt, completion, cached, cache_write).values())
+
+
+def usd(nusd: int) -> str:
+    """Nano-dollars as a decimal USD string (exact)."""
+    return str((Decimal(nusd) / NANO_PER_USD).quantize(Decimal("0.000000001")))
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    request_id: str
+    attempt: int  # 1.. for attempts; 0 for a request refused before any attempt
+    refused: bool
+    decision_id: str | None
+    policy_revision: str | None
+    team: str | None
+    use_case: str | None
+    classification: str | None
+    endpoint: str
+    provider: str | None
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost_nusd: int
+    price_version: str
+    status: str  # "ok", the failure reason, "abandoned", or the refusal's HTTP status and code
+    started_at: float  # epoch seconds
+    ended_at: float
+    instance: str  # the chain: one per gateway process
+    seq: int  # position in the chain, from 1
+    prev_hash: str
+    row_hash: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def canonical(self) -> bytes:
+        body = {k: v for k, v in self.fields().items() if k != "row_hash"}
+        body["started_at"] = f"{self.started_at:.6f}"  # floats as fixed text: the same bytes on every store
+        body["ended_at"] = f"{self.ended_at:.6f}"
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    def computed_hash(self) -> str:
+        return hashlib.sha256(self.prev_hash.encode() + self.canonical()).hexdigest()
+
+    def sealed(self) -> Row:
+        return dataclasses.replace(self, row_hash=self.computed_hash())
+
+
+COLUMNS = tuple(f.name for f in dataclasses.fields(Row))
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement that chain `instance` had `seq` rows ending in `row_hash` (HMAC-SHA256)."""
+
+    instance: str
+    seq: int
+    row_hash: str
+    signed_at: float
+    signature: str
+
+    def message(self) -> bytes:
+        return f"{self.instance}|{self.seq}|{self.row_hash}|{self.signed_at:.6f}".encode()
