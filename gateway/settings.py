@@ -24,6 +24,8 @@ from gateway.errors import ConfigError
 
 ProviderKind = Literal["openai", "azure_openai", "anthropic", "bedrock"]
 ENDPOINTS = ("chat.completions", "embeddings", "responses", "messages")
+# default names of env vars that hold secrets or the config's path, never config overrides
+SECRET_ENV_NAMES = frozenset({"GATEWAY_CONFIG", "GATEWAY_ADMIN_TOKEN", "GATEWAY_LEDGER_DSN"})
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
 
@@ -227,7 +229,7 @@ def from_dict(raw: dict[str, Any]) -> Settings:
 
 def _apply_env(raw: dict[str, Any], env: typing.Mapping[str, str]) -> None:
     for name, value in sorted(env.items()):
-        if not name.startswith("GATEWAY_") or name in ("GATEWAY_CONFIG", "GATEWAY_ADMIN_TOKEN"):
+        if not name.startswith("GATEWAY_") or name in SECRET_ENV_NAMES:
             continue
         keys = [k.lower() for k in name[len("GATEWAY_") :].split("__")]
         node: Any = raw
