@@ -27,9 +27,11 @@ import uvicorn
 from gateway.app import build_app
 from gateway.demo.auth import DEMO_AUDIENCE, DEMO_ISSUER, mint_demo_jwt, sign_demo_jwt
 from gateway.demo.standins import Behavior, StandInServers, demo_standins, provider_config
+from gateway.ledger import open_store
+from gateway.ledger.verify import verify
 from gateway.observe import logs
 from gateway.policy import bundle
-from gateway.settings import from_dict
+from gateway.settings import Settings, from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 PRICES = {
@@ -73,6 +75,13 @@ def _config(servers: StandInServers, bundle_path: str, decision_log: Path) -> di
         "prices": PRICES,
         "breaker": {"min_requests": 3, "failure_ratio": 0.5, "window_seconds": 30, "open_seconds": 30},
         "admin": {"token_env": "GATEWAY_DEMO_ADMIN_TOKEN"},
+        "ledger": {
+            "path": str(decision_log.with_name("ledger.db")),
+            "spill_path": str(decision_log.with_name("ledger.spill")),
+            "signing_key_env": "GATEWAY_DEMO_LEDGER_KEY",
+            "checkpoint_every": 25,
+        },
+        "prices_version": "demo-2026-11",
     }
 
 
@@ -153,6 +162,7 @@ async def run_demo(*, echo_logs: bool = True) -> int:
     logs.configure(log_stream)
     admin = secrets.token_urlsafe(16)
     os.environ["GATEWAY_DEMO_ADMIN_TOKEN"] = admin
+    os.environ["GATEWAY_DEMO_LEDGER_KEY"] = secrets.token_urlsafe(24)
     servers = StandInServers(demo_standins())
     await servers.start()
     decision_log = workdir / "decisions.jsonl"
@@ -176,6 +186,8 @@ async def run_demo(*, echo_logs: bool = True) -> int:
                 metrics_text = await resp.text()
             async with session.get(f"{base}/admin/status") as resp:
                 status = await resp.json()
+            async with session.get(f"{base}/admin/usage?group_by=team,endpoint") as resp:
+                usage = await resp.json()
     finally:
         server.should_exit = True
         await serving
@@ -184,8 +196,30 @@ async def run_demo(*, echo_logs: bool = True) -> int:
     log_path.write_text(log_stream.getvalue())
     _report(phases, metrics_text, status, log_path, echo_logs)
     _report_decisions(decision_log, echo_logs)
+    await _report_ledger(settings, usage)
     print(f"\nDone in {time.monotonic() - started:.1f}s.")
     return 0
+
+
+async def _report_ledger(settings: Settings, usage: dict[str, Any]) -> None:
+    """The durable ledger: sums per team and endpoint (from /admin/usage), then the hash chain verified."""
+    print(f"\nUsage ledger (from /admin/usage, {settings.ledger.path}): exact, one row per attempt or refusal")
+    print(f"  {'team':<16} {'endpoint':<18} {'rows':>5} {'prompt':>8} {'completion':>10} {'cost USD':>14}")
+    for g in usage["groups"]:
+        team = g["team"] or "(unauthenticated)"
+        print(
+            f"  {team:<16} {g['endpoint']:<18} {g['rows']:>5} {g['prompt_tokens']:>8} "
+            f"{g['completion_tokens']:>10} {g['cost_usd']:>14}"
+        )
+    print(f"  {'total':<16} {'':<18} {usage['total']['rows']:>5} {'':>8} {'':>10} {usage['total']['cost_usd']:>14}")
+    store = open_store(settings)
+    assert store is not None
+    try:
+        report = await verify(store, settings.ledger.signing_key())
+    finally:
+        await store.close()
+    verdict = "intact" if report.problem is None else f"NOT intact: {report.problem}"
+    print(f"  gateway usage verify: {verdict} ({report.rows} rows, {report.checkpoints} signed checkpoints)")
 
 
 def _no_exp_claims() -> dict[str, Any]:

@@ -327,7 +327,8 @@ class StandIn:
         if api:
             model = str(body.get("model") or "gpt-4o")
             try:
-                parsed = embeddings_request(body) if api == "embeddings" else responses_request(body)
+                named = {**body, "model": model}  # Azure bodies name no model: the deployment does
+                parsed = embeddings_request(named) if api == "embeddings" else responses_request(named)
             except InvalidRequest:
                 return _prompt_tokens(body)
             return _counter().prompt_tokens(parsed, model)

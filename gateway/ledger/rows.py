@@ -55,7 +55,7 @@ def cost_nusd(prices: Prices, prompt: int, completion: int, cached: int = 0, cac
 
 def usd(nusd: int) -> str:
     """Nano-dollars as a decimal USD string (exact)."""
-    return str((Decimal(nusd) / NANO_PER_USD).quantize(Decimal("0.000000001")))
+    return format(Decimal(nusd) / NANO_PER_USD, ".9f")
 
 
 @dataclass(frozen=True, slots=True)
