@@ -5,16 +5,23 @@ platform config makes it a Bedrock endpoint (the policy never knows the kind).""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import anthropic
+import httpx2 as httpx
 import openai
 import pytest
 from anthropic.types import MessageParam, ToolParam
+from hypothesis import HealthCheck, given, settings
 
 from gateway.demo.standins import STANDIN_AWS, Behavior, StandIn, StandInServers
 from gateway.providers import bedrock
-from tests.harness import GatewayThread, sdk_client, settings_for
+from tests.harness import GatewayProcess, GatewayThread, gateway_config, sdk_client, settings_for
+from tests.integration.test_fuzz import messages_bodies, near_valid
 
 MESSAGES: list[MessageParam] = [{"role": "user", "content": "Summarise the visit."}]
 PHI = {"X-Use-Case": "discharge-summary"}
@@ -153,3 +160,67 @@ def test_a_bad_signature_is_refused_by_the_stand_in(servers: StandInServers) -> 
     }
     reply = httpx.post(url, content=b"{}", headers=forged)
     assert reply.status_code == 403 and "signature does not match" in reply.text
+
+
+def test_no_phi_canary_leaves_through_bedrock(servers: StandInServers, tmp_path: Path) -> None:
+    """The canary rule for the Bedrock kind: chat and Messages, stream and not, a provider error that
+    quotes the prompt, a mid-stream cut; nothing the gateway process writes carries the PHI, nor the
+    AWS secret (botocore logs canonical requests at DEBUG: silenced)."""
+    config = gateway_config(servers, timeout_seconds=2.0, log_level="debug")
+    env = {
+        **STANDIN_AWS,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    }
+    canaries: list[str] = []
+
+    def phi() -> str:
+        canaries.append(f"CANARY{uuid.uuid4().hex}")
+        return canaries[-1]
+
+    headers = {"Authorization": "Bearer gw-demo-cardiology", **PHI}
+    with GatewayProcess(config, env=env, workdir=tmp_path) as gateway:
+        base = gateway.base_url
+        bodies = []
+        for stream in (False, True):
+            chat = {"model": "claude-sonnet-4", "stream": stream, "messages": [{"role": "user", "content": phi()}]}
+            assert httpx.post(base + "/v1/chat/completions", json=chat, headers=headers).status_code == 200
+            message = {**chat, "max_tokens": 20, "system": phi()}
+            assert httpx.post(base + "/v1/messages", json=message, headers=headers).status_code == 200
+        servers["anthropic-us"].script(Behavior(status=400, echo_prompt_in_error=True))
+        refused = httpx.post(
+            base + "/v1/chat/completions",
+            json={"model": "claude-sonnet-4", "messages": [{"role": "user", "content": phi()}]},
+            headers=headers,
+        )
+        bodies.append(refused.text)
+        servers["anthropic-us"].script(Behavior(stream_cut_after=1))
+        cut = httpx.post(
+            base + "/v1/messages",
+            json={
+                "model": "claude-sonnet-4",
+                "max_tokens": 20,
+                "stream": True,
+                "messages": [{"role": "user", "content": phi()}],
+            },
+            headers=headers,
+        )
+        assert cut.status_code == 200 and "event: error" in cut.text
+        assert refused.status_code == 400
+    output = gateway.output()
+    assert '"request_id"' in output
+    assert [c for c in canaries if c in output or any(c in b for b in bodies)] == []
+    assert STANDIN_AWS["AWS_SECRET_ACCESS_KEY"] not in output and "Signature=" not in output
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(chat=near_valid, message=messages_bodies)
+def test_fuzzed_bodies_through_bedrock_never_5xx(
+    gw: GatewayThread, chat: dict[str, Any], message: dict[str, Any]
+) -> None:
+    """The fuzz suite's near-valid bodies, through a gateway whose claude route is Bedrock (PHI team)."""
+    headers = {"Authorization": "Bearer gw-demo-cardiology", **PHI}
+    for path, body in (("/v1/chat/completions", chat), ("/v1/messages", message)):
+        reply = httpx.post(gw.base_url + path, content=json.dumps(body).encode(), headers=headers, timeout=10)
+        assert reply.status_code < 500, (path, reply.text)

@@ -37,6 +37,7 @@ from gateway.resilience.breakers import LocalBreakers
 from gateway.resilience.queue import CooldownQueue
 from gateway.routing import Completed, Router, Walk
 from gateway.settings import Settings, from_dict
+from tests.harness import PRICES
 
 EXAMPLES = int(os.environ.get("GATEWAY_PROPERTY_EXAMPLES", "2000"))
 MODELS = {"openai": "gpt-4o", "azure_openai": "gpt-4o", "anthropic": "claude-sonnet-4"}
@@ -204,6 +205,7 @@ def bench() -> Iterator[Bench]:
         per_kind[s.kind] = from_dict(
             {
                 "providers": [first, second],
+                "prices": PRICES,
                 "queue": {"max_wait_seconds": 0, "max_attempts": 3},
                 "breaker": {"min_requests": 1000},
             }
