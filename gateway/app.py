@@ -37,6 +37,7 @@ from gateway.ledger.commands import day
 from gateway.ledger.export import summary_json
 from gateway.ledger.rows import usd
 from gateway.ledger.store import GROUPS, StoreUnavailable
+from gateway.metering.dollars import DollarBudgets
 from gateway.metering.meter import Meter
 from gateway.metering.redis_store import RedisStore
 from gateway.metering.tokens import TokenCounter
@@ -83,9 +84,12 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
     probe_ttl = max((p.timeout_seconds for p in settings.providers), default=60.0) + 5
     breakers: Breakers
     owners = ResponseOwners()
+    zone = settings.budgets.time_zone
+    dollars = DollarBudgets(None, None, time_zone=zone)
     if client is not None:  # shared state: one outage tracker for budgets, breakers, heartbeats and owners
         outage = Outage(client, metrics)
         owners = ResponseOwners(client, outage)
+        dollars = DollarBudgets(client, outage, time_zone=zone, expected_instances=settings.state.expected_instances)
         meter = Meter(
             metrics,
             shared=RedisStore(client),
@@ -98,11 +102,11 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
         meter = Meter(metrics)
         breakers = LocalBreakers(settings.breaker, probe_ttl=probe_ttl)
     queue = CooldownQueue(settings.queue.max_depth, metrics)
-    router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics)
+    router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics, budgets=dollars)
     decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=policy.masker)
     gate = PolicyGate(policy, metrics, decision_log)
     ledger = build_writer(settings, metrics)
-    pipeline = Pipeline(settings, policy, gate, router, metrics, owners, ledger)
+    pipeline = Pipeline(settings, policy, gate, router, metrics, owners, ledger, dollars)
     stored = StoredResponses(settings, gate, upstream, pipeline)
     return Components(
         settings, metrics, policy, upstream, meter, breakers, router, pipeline, stored, client, decision_log, gate

@@ -43,6 +43,8 @@ import anyio
 
 from gateway.forward import CAUGHT, SENT_REASONS, AttemptFailed, Sent, Upstream, translate
 from gateway.inbound import Inbound
+from gateway.ledger.rows import Prices, cost_nusd
+from gateway.metering.dollars import DollarBudgets, DollarHold
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.tokens import TokenCounter
 from gateway.policy.engine import Route
@@ -64,6 +66,8 @@ class Services:
     meter: Meter
     breakers: Breakers
     counter: TokenCounter
+    prices: dict[str, Prices]  # every served model's (checked at start)
+    budgets: DollarBudgets | None = None
 
 
 def as_failure(exc: Exception, *, stage: str) -> AttemptFailed:
@@ -88,6 +92,7 @@ class Attempt:
         *,
         probe: bool,
         services: Services,
+        dollars: DollarHold | None = None,
     ) -> None:
         self.route = route
         self.provider = provider
@@ -97,6 +102,8 @@ class Attempt:
         self.probe = probe
         self.upstream_started = time.perf_counter()
         self.upstream_seconds: float | None = None
+        self.dollars = dollars  # this attempt's reservation in the team's dollar budgets, if it has any
+        self.cost_nusd = 0  # what the attempt cost, once finished (nano-dollars)
         self.started_at = time.time()  # wall clock, for the ledger
         self.ended_at: float | None = None
         self.usage: Usage | None = None  # set when the attempt finishes
@@ -266,6 +273,10 @@ class Attempt:
                 self._response.close()
             s = self._services
             await s.meter.settle(self.reservation, usage.prompt_tokens + usage.completion_tokens)
+            prices = s.prices[self.route.model]
+            self.cost_nusd = cost_nusd(prices, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+            if self.dollars is not None and s.budgets is not None:
+                await s.budgets.settle(self.dollars, self.cost_nusd)
             if self.abandoned:
                 if self.probe:
                     await s.breakers.release_probe(self.provider.name)

@@ -8,6 +8,7 @@
     ├── RequestTimeout              408     request_timeout     (the body did not arrive in time)
     ├── RequestTooLarge             413     request_too_large
     ├── RateLimited                 429     rate_limited        (Retry-After)
+    │   └── BudgetExceeded          429     budget_exceeded     (Retry-After: until the dollar window resets)
     ├── UpstreamError               502     upstream_error
     │   └── UpstreamAnswerTooLarge  502     upstream_answer_too_large
     ├── NoRouteAvailable            503     no_route_available  (Retry-After)
@@ -103,6 +104,10 @@ class RateLimited(GatewayError):
     status_code = 429
     code = "rate_limited"
     error_type = "rate_limit_error"
+
+
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
 
 
 class UpstreamError(GatewayError):

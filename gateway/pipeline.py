@@ -27,6 +27,7 @@ from gateway import authn
 from gateway.apis import CHAT, Api
 from gateway.attempt import Attempt
 from gateway.errors import (
+    BudgetExceeded,
     GatewayError,
     InternalError,
     InvalidRequest,
@@ -38,7 +39,8 @@ from gateway.errors import (
 )
 from gateway.inbound import Inbound
 from gateway.ledger import LedgerWriter, price_table
-from gateway.ledger.rows import NANO_PER_USD, Row, cost_nusd, usd
+from gateway.ledger.rows import NANO_PER_USD, Row, usd
+from gateway.metering.dollars import DollarBudgets, DollarLimit
 from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, PolicyEngine
@@ -75,6 +77,7 @@ class Context:
     completion_tokens: int = 0
     cost_nusd: int = 0  # nano-dollars, exact
     recorded: bool = False
+    usd_remaining: int | None = None  # nano-dollars left in the tightest dollar budget after this request
     upstream_seconds: float | None = None
     team_remaining: float | None = None
     walk: Walk = field(default_factory=Walk)
@@ -99,6 +102,8 @@ class Context:
             headers["X-Gateway-Model"] = self.model
         if self.recorded:
             headers["X-Gateway-Cost-Usd"] = usd(self.cost_nusd)
+        if self.usd_remaining is not None:
+            headers["X-RateLimit-Remaining-Usd"] = usd(max(0, self.usd_remaining))
         return headers
 
 
@@ -112,9 +117,11 @@ class Pipeline:
         metrics: Metrics,
         owners: ResponseOwners,
         ledger: LedgerWriter | None = None,
+        budgets: DollarBudgets | None = None,
     ) -> None:
         self._gate = gate
         self.ledger = ledger
+        self._budgets = budgets
         self._prices = price_table(settings)
         self._settings = settings
         self._policy = policy
@@ -142,7 +149,13 @@ class Pipeline:
                 ctx.messages = _content(parsed)
             async with _client_watch(request):
                 result = await self._router.run(
-                    parsed, decision, max_tokens, ctx.walk, keep_text=keep_text, prompt_tokens=ctx.prompt_estimate
+                    parsed,
+                    decision,
+                    max_tokens,
+                    ctx.walk,
+                    keep_text=keep_text,
+                    prompt_tokens=ctx.prompt_estimate,
+                    dollars=self.dollar_limits(decision),
                 )
         except GatewayError as exc:
             return self.respond_error(exc, ctx)
@@ -215,6 +228,20 @@ class Pipeline:
             )
         self._gate.enforce(decision)
         return decision
+
+    def dollar_limits(self, decision: Decision) -> tuple[DollarLimit, ...]:
+        """The decision's dollar budgets, as the router reserves them."""
+        if self._budgets is None:
+            return ()
+        return tuple(
+            DollarLimit(
+                decision.team,
+                "team" if scope == "team" else f"use_case:{decision.use_case}",
+                "day" if window == "day" else "month",
+                nusd,
+            )
+            for scope, window, nusd in decision.dollar_limits
+        )
 
     async def _owner(self, parsed: Inbound) -> Owner | None:
         previous = getattr(parsed, "previous_response_id", None)
@@ -307,8 +334,7 @@ class Pipeline:
         if usage is None or not (usage.prompt_tokens or usage.completion_tokens):
             return 0
         provider, model = attempt.provider.name, attempt.route.model
-        prices = self._prices[model]  # every served model has a price (checked at start)
-        cost = cost_nusd(prices, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        cost = attempt.cost_nusd
         ctx.prompt_tokens += usage.prompt_tokens
         ctx.completion_tokens += usage.completion_tokens
         ctx.cost_nusd += cost
@@ -389,7 +415,9 @@ class Pipeline:
         self.record(ctx)
         headers = ctx.headers()
         if exc.retry_after is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(min(exc.retry_after, MAX_COOLDOWN_SECONDS))))
+            # a dollar window resets at midnight or month end: its wait is not a provider cool-down's
+            cap = 32 * 86400 if isinstance(exc, BudgetExceeded) else MAX_COOLDOWN_SECONDS
+            headers["Retry-After"] = str(max(1, math.ceil(min(exc.retry_after, cap))))
         return JSONResponse(ctx.api.error_body(exc), status_code=exc.status_code, headers=headers)
 
     def record(self, ctx: Context) -> None:
@@ -405,6 +433,7 @@ class Pipeline:
         m.requests.labels(team=team, use_case=use_case, provider=provider, model=model, status=str(ctx.status)).inc()
         costs = [self._account(ctx, attempt, team, use_case) for attempt in ctx.walk.tried]
         ctx.recorded = True
+        ctx.usd_remaining = ctx.walk.usd_remaining()
         self._ledger_rows(ctx, costs)
         m.request_duration.labels(provider=provider).observe(elapsed)
         last = ctx.walk.tried[-1] if ctx.walk.tried else None

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from gateway.attempt import Attempt, Services
 from gateway.errors import (
+    BudgetExceeded,
     InvalidRequest,
     NoRouteAvailable,
     RateLimited,
@@ -42,6 +43,9 @@ from gateway.errors import (
 )
 from gateway.forward import AttemptFailed, Upstream
 from gateway.inbound import Inbound
+from gateway.ledger import price_table
+from gateway.ledger.rows import Prices, cost_nusd, usd
+from gateway.metering.dollars import BudgetShort, DollarBudgets, DollarHold, DollarLimit
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
@@ -76,6 +80,16 @@ class Walk:
     team_remaining: float | None = None  # as the store last reported it, for X-RateLimit-Remaining-Tokens
     waited: float = 0.0  # seconds spent in cool-down queues
     tried: list[Attempt] = field(default_factory=list)  # every attempt sent or settled, in order
+    usd_short: int | None = None  # the dollar room left when a dollar budget refused the request
+
+    def usd_remaining(self) -> int | None:
+        """Nano-dollars left in the tightest dollar budget after this request (None: no dollar budget)."""
+        held = [a for a in self.tried if a.dollars is not None]
+        if held:
+            last = held[-1]
+            assert last.dollars is not None
+            return last.dollars.remaining_nusd + last.dollars.amount - last.cost_nusd
+        return self.usd_short
 
     def wait_hint(self, seconds: float | None) -> None:
         if seconds is not None and seconds >= 0:
@@ -92,14 +106,19 @@ class Router:
         queue: CooldownQueue,
         counter: TokenCounter,
         metrics: Metrics,
+        *,
+        prices: dict[str, Prices] | None = None,
+        budgets: DollarBudgets | None = None,
     ) -> None:
         self._settings = settings
+        self._budgets = budgets
+        self._prices = prices if prices is not None else price_table(settings)
         self._meter = meter
         self._breakers = breakers
         self._queue = queue
         self._counter = counter
         self._metrics = metrics
-        self._services = Services(upstream, meter, breakers, counter)
+        self._services = Services(upstream, meter, breakers, counter, self._prices, budgets)
         self._providers = {p.name: p for p in settings.providers}
 
     async def estimate(self, request: Inbound) -> int:
@@ -115,6 +134,7 @@ class Router:
         *,
         keep_text: bool,
         prompt_tokens: int | None = None,
+        dollars: tuple[DollarLimit, ...] = (),
     ) -> Completed | Streaming:
         # the prompt was already counted for the requested model (the policy input): never count it twice
         estimates: dict[str, int] = {request.model: prompt_tokens} if prompt_tokens is not None else {}
@@ -144,9 +164,12 @@ class Router:
                 if reserved is None:
                     previous = (provider.name, "provider_budget")
                     break
+                hold = await self._hold_dollars(decision, dollars, route.model, prompt, max_tokens, reserved, walk)
                 admission = await self._breakers.admit(provider.name)
                 if not admission.allowed:  # the state moved since the peek (another request's 429 or trip)
                     await self._meter.release(reserved)
+                    if hold is not None and self._budgets is not None:
+                        await self._budgets.settle(hold, 0)
                     if admission.reason == "cooldown" and await self._wait_out(provider.name, admission.wait, walk):
                         continue
                     walk.wait_hint(admission.wait)
@@ -160,7 +183,14 @@ class Router:
                 walk.attempts += 1
                 walk.last_provider = provider.name
                 attempt = Attempt(
-                    route, provider, adapter, reserved, prompt, probe=admission.probe, services=self._services
+                    route,
+                    provider,
+                    adapter,
+                    reserved,
+                    prompt,
+                    probe=admission.probe,
+                    services=self._services,
+                    dollars=hold,
                 )
                 walk.tried.append(attempt)
                 try:
@@ -185,6 +215,34 @@ class Router:
                     previous = (provider.name, failure.reason)
                     break
         raise self._exhausted(decision, walk)
+
+    async def _hold_dollars(
+        self,
+        decision: Decision,
+        dollars: tuple[DollarLimit, ...],
+        model: str,
+        prompt: int,
+        max_tokens: int,
+        reserved: Reservation,
+        walk: Walk,
+    ) -> DollarHold | None:
+        """Reserve this route's worst case (prompt + the completion cap at its model's prices) in every dollar
+        budget; a short budget refuses the whole request (429 budget_exceeded), its tokens released."""
+        if not dollars or self._budgets is None:
+            return None
+        worst = cost_nusd(self._prices[model], prompt, max_tokens)
+        try:
+            return await self._budgets.reserve(dollars, worst)
+        except BudgetShort as short:
+            await self._meter.release(reserved)
+            walk.usd_short = short.remaining_nusd
+            scope = "the team" if short.limit.scope == "team" else f"use case {decision.use_case}"
+            raise BudgetExceeded(
+                f"team {decision.team}'s dollar budget for the {short.limit.window} ({scope}) is spent: "
+                f"this request could cost up to {usd(worst)} USD",
+                retry_after=short.retry_after,
+                decision_id=decision.decision_id,
+            ) from None
 
     async def _wait_out(self, provider: str, seconds: float, walk: Walk) -> bool:
         """Queue for a cool-down when the wait fits this request's remaining queue budget."""

@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -154,6 +155,13 @@ class Price:
 
 
 @dataclass(frozen=True)
+class BudgetSettings:
+    """Dollar budgets (the decision's usd_per_day / usd_per_month): calendar windows in this time zone."""
+
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class LedgerSettings:
     """The usage ledger: one row per attempt at a provider and per refused request (gateway/ledger/)."""
 
@@ -196,6 +204,7 @@ class Settings:
     prices: dict[str, Price] = field(default_factory=dict)
     prices_version: str = "unversioned"  # carried by every ledger row: which price table priced it
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -335,6 +344,10 @@ def _validate(settings: Settings) -> None:
         values = [price.input, price.output, price.cache_read or 0, price.cache_write or 0]
         if any(v < 0 for v in values):
             raise ConfigError(f"config key prices.{model}: prices must not be negative")
+    try:
+        ZoneInfo(settings.budgets.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"config key budgets.time_zone: {settings.budgets.time_zone!r} is not a time zone") from None
     if settings.ledger.batch_size < 1 or settings.ledger.max_buffer < 1 or settings.ledger.checkpoint_every < 1:
         raise ConfigError("config key ledger needs batch_size, max_buffer and checkpoint_every >= 1")
     if settings.state.workers > 1 and not settings.state.redis_url:

@@ -265,6 +265,11 @@ async def _api_tour(session: aiohttp.ClientSession, base: str) -> None:
     other = {"Authorization": "Bearer gw-demo-eu-research"}
     async with session.get(f"{base}/v1/responses/{first_response}", headers=other) as resp:
         print(f"  {'responses: another team reads it':<44} {resp.status:>3}  (not found: only its team may)")
+    chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Summarise three abstracts."}]}
+    async with session.post(base + "/v1/chat/completions", json=chat, headers=other) as resp:
+        cost, left = resp.headers.get("X-Gateway-Cost-Usd"), resp.headers.get("X-RateLimit-Remaining-Usd")
+        label = "eu-research: dollar budget ($25 a day)"
+        print(f"  {label:<44} {resp.status:>3}  cost {cost} USD, {left} USD left today")
 
 
 async def _phases(session: aiohttp.ClientSession, base: str, servers: StandInServers) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 LOG_LEVELS = ("content", "metadata")
@@ -46,6 +47,8 @@ class Decision:
     decision_id: str
     policy_revision: str
     error: str | None = None  # set when the engine failed closed: "undefined" | "eval_error" | "malformed"
+    # dollar budgets: (scope, window, nano-dollars), scope "team" or "use_case"; window "day" or "month"
+    dollar_limits: tuple[tuple[str, str, int], ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -137,6 +140,11 @@ def _parse(raw: Any, *, decision_id: str, revision: str) -> Decision:
         raise ValueError("an allow needs routes and positive limits")
     if allow and reasons:
         raise ValueError("an allow carries deny reasons")
+    dollars = tuple(
+        (scope, window, nusd)
+        for (scope, window), name in DOLLAR_LIMITS.items()
+        if (nusd := _nusd(limits.get(name))) is not None
+    )
     return Decision(
         allow=allow,
         team=_opt_str(raw.get("team")),
@@ -150,7 +158,25 @@ def _parse(raw: Any, *, decision_id: str, revision: str) -> Decision:
         decision_id=decision_id,
         policy_revision=revision,
         raw=raw,
+        dollar_limits=dollars,
     )
+
+
+DOLLAR_LIMITS = {
+    ("team", "day"): "usd_per_day",
+    ("team", "month"): "usd_per_month",
+    ("use_case", "day"): "use_case_usd_per_day",
+    ("use_case", "month"): "use_case_usd_per_month",
+}
+
+
+def _nusd(value: Any) -> int | None:
+    """A dollar limit as nano-dollars (exact from the JSON number's text), None when there is none."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value > 1e12:
+        raise TypeError("a dollar limit is not a non-negative number")
+    return int(Decimal(repr(value)) * 1_000_000_000)
 
 
 def _list(value: Any) -> list[Any]:

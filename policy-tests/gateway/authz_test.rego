@@ -77,7 +77,8 @@ test_deny_reasons_carry_messages_without_request_content if {
 
 test_allow_limits_come_from_team if {
 	d := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", null, null)
-	d.limits == {"tokens_per_minute": 200000, "max_tokens": 4096}
+	d.limits.tokens_per_minute == 200000
+	d.limits.max_tokens == 4096
 }
 
 test_deny_phi_team_declassifying_to_none if {
@@ -112,4 +113,19 @@ test_allow_phi_team_declaring_phi_anywhere if {
 test_allow_non_phi_team_declaring_none if {
 	d := gateway.decision with input as h.request_input(h.eu_research_key, "gpt-4o", "literature-review", "none")
 	d.allow
+}
+
+# Dollar budgets travel in the decision's limits: the team's, and the use case's when it has one.
+test_dollar_budgets_in_the_limits if {
+	eu := gateway.decision with input as h.request_input(h.eu_research_key, "gpt-4o", "literature-review", null)
+	eu.limits.usd_per_day == 25
+	eu.limits.usd_per_month == 500
+	eu.limits.use_case_usd_per_day == null
+
+	education := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "patient-education", "none")
+	education.limits.use_case_usd_per_day == 10
+	education.limits.usd_per_day == null
+
+	notes := gateway.decision with input as h.request_input(h.cardiology_key, "gpt-4o", "clinical-notes", null)
+	notes.limits.use_case_usd_per_day == null
 }

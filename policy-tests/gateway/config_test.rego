@@ -69,3 +69,25 @@ test_config_jwt_lifetime_is_bounded if {
 	config.jwt.max_lifetime_seconds > 0
 	config.jwt.max_lifetime_seconds <= 86400
 }
+
+test_config_dollar_budgets_are_non_negative_numbers if {
+	every _, team in config.teams {
+		every field in {"usd_per_day", "usd_per_month"} {
+			_budget_ok(object.get(team, field, null))
+		}
+		every use_case, budgets in object.get(team, "use_case_usd", {}) {
+			use_case in team.use_cases
+			every field, value in budgets {
+				field in {"usd_per_day", "usd_per_month"}
+				_budget_ok(value)
+			}
+		}
+	}
+}
+
+_budget_ok(null)
+
+_budget_ok(value) if {
+	is_number(value)
+	value >= 0
+}

@@ -38,7 +38,19 @@ default routes := []
 
 routes := request.candidate_routes if allow
 
+# METADATA
+# title: Limits
+# description: |
+#   The team's token limits, and its dollar budgets when compliance set them: per
+#   team (usd_per_day, usd_per_month) and per use case (use_case_usd.<use case>).
+#   null means no budget in that window.
 limits := {
 	"tokens_per_minute": object.get(request.team, "tokens_per_minute", 0),
 	"max_tokens": object.get(request.team, "max_tokens", 0),
+	"usd_per_day": object.get(request.team, "usd_per_day", null),
+	"usd_per_month": object.get(request.team, "usd_per_month", null),
+	"use_case_usd_per_day": object.get(_use_case_budget, "usd_per_day", null),
+	"use_case_usd_per_month": object.get(_use_case_budget, "usd_per_month", null),
 }
+
+_use_case_budget := object.get(object.get(request.team, "use_case_usd", {}), request.use_case, {})

@@ -63,3 +63,13 @@ def test_malformed_decision_fails_closed(change: dict[str, Any]) -> None:
 def test_non_object_decision_fails_closed(raw: Any) -> None:
     d = parse_decision(raw, decision_id="d1", revision="r1")
     assert not d.allow and d.error == "malformed"
+
+
+def test_dollar_limits_parse_exactly_and_bad_ones_fail_closed() -> None:
+    limits = {**GOOD["limits"], "usd_per_day": 0.1, "usd_per_month": None, "use_case_usd_per_month": 3}
+    decision = parse_decision({**GOOD, "limits": limits}, decision_id="d", revision="r")
+    assert decision.allow
+    assert decision.dollar_limits == (("team", "day", 100_000_000), ("use_case", "month", 3_000_000_000))
+    for bad in (-1, "5", True):
+        broken = parse_decision({**GOOD, "limits": {**limits, "usd_per_day": bad}}, decision_id="d", revision="r")
+        assert not broken.allow and broken.error == "malformed"

@@ -1,0 +1,148 @@
+"""Dollar budgets decided by policy: `usd_per_day` and `usd_per_month`, per team and per use case.
+
+Reserve then settle, as with tokens: before routing, the worst case (prompt estimate + the completion
+cap, at the most expensive of the decision's routes) is reserved in every budget the decision names;
+when the request is recorded the reservation is settled with the actual cost (a refund or a debt).
+Windows are calendar days and months in `budgets.time_zone`, on Redis time, shared by every instance
+(lua/dollars.lua, one round trip each, the keys of one team in one Redis Cluster slot). Without Redis,
+or while it is unreachable, each process keeps its own windows with limit / expected_instances.
+
+Over budget: BudgetExceeded (429 budget_exceeded) with Retry-After until the blocking window resets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+
+from gateway.state import STORE_ERRORS, Outage, load_script
+
+log = logging.getLogger("gateway.metering")
+Window = Literal["day", "month"]
+
+
+@dataclass(frozen=True, slots=True)
+class DollarLimit:
+    team: str
+    scope: str  # "team" or "use_case:<name>"
+    window: Window
+    limit_nusd: int
+
+
+@dataclass
+class DollarHold:
+    limits: tuple[DollarLimit, ...]
+    amount: int
+    remaining_nusd: int  # the smallest budget's room after this reservation
+    periods: tuple[str, ...] = ()
+    shared: bool = True
+    settled: bool = field(default=False)
+
+
+class BudgetShort(Exception):
+    def __init__(self, limit: DollarLimit, retry_after: float, remaining_nusd: int) -> None:
+        super().__init__(f"{limit.scope} {limit.window}")
+        self.limit = limit
+        self.retry_after = retry_after
+        self.remaining_nusd = remaining_nusd
+
+
+def _key(limit: DollarLimit) -> str:
+    return f"gw:{{usd:{limit.team}}}:{limit.scope}:{limit.window}"
+
+
+class DollarBudgets:
+    def __init__(
+        self,
+        client: aioredis.Redis | None,
+        outage: Outage | None,
+        *,
+        time_zone: str = "UTC",
+        expected_instances: int = 1,
+    ) -> None:
+        self._client = client
+        self._outage = outage
+        self._zone = ZoneInfo(time_zone)
+        self._script: Any = load_script(client, "gateway.metering", "dollars") if client is not None else None
+        self._expected = expected_instances if client is not None else 1
+        self._local: dict[tuple[str, str], int] = defaultdict(int)  # (key, period) -> nano-dollars
+
+    def _offset(self) -> int:
+        offset = datetime.now(self._zone).utcoffset()
+        return int(offset.total_seconds()) if offset is not None else 0
+
+    async def reserve(self, limits: tuple[DollarLimit, ...], amount: int) -> DollarHold:
+        """Reserve `amount` in every budget, or raise BudgetShort naming the one that is short."""
+        if self._script is not None and not (self._outage is not None and self._outage.down):
+            args: list[Any] = ["reserve", self._offset(), amount]
+            for limit in limits:
+                args += [limit.window, limit.limit_nusd]
+            try:
+                reply = await self._script(keys=[_key(x) for x in limits], args=args)
+            except STORE_ERRORS as exc:
+                if self._outage is not None:
+                    self._outage.mark_down(exc)
+            else:
+                if int(reply[0]) == 1:
+                    raise BudgetShort(limits[int(reply[1]) - 1], float(reply[2]), int(reply[3]))
+                periods = tuple(p.decode() if isinstance(p, bytes) else str(p) for p in reply[2:])
+                return DollarHold(limits, amount, int(reply[1]), periods)
+        return self._reserve_local(limits, amount)
+
+    def _reserve_local(self, limits: tuple[DollarLimit, ...], amount: int) -> DollarHold:
+        now = datetime.now(self._zone)
+        periods = tuple(self._period(now, x.window) for x in limits)
+        remaining: int | None = None
+        for limit, period in zip(limits, periods, strict=True):
+            share = limit.limit_nusd // self._expected
+            spent = self._local[(_key(limit), period)]
+            if spent + amount > share:
+                raise BudgetShort(limit, self._reset(now, limit.window), max(0, share - spent))
+            left = share - spent - amount
+            remaining = left if remaining is None else min(remaining, left)
+        for limit, period in zip(limits, periods, strict=True):
+            self._local[(_key(limit), period)] += amount
+        return DollarHold(limits, amount, remaining or 0, periods, shared=False)
+
+    async def settle(self, hold: DollarHold, actual_nusd: int) -> None:
+        """Replace the reservation by the actual cost (once)."""
+        if hold.settled:
+            return
+        hold.settled = True
+        delta = actual_nusd - hold.amount
+        if delta == 0:
+            return
+        if hold.shared and self._script is not None:
+            args: list[Any] = ["settle", delta]
+            for limit, period in zip(hold.limits, hold.periods, strict=True):
+                args += [limit.window, period]
+            try:
+                await self._script(keys=[_key(x) for x in hold.limits], args=args)
+                return
+            except STORE_ERRORS as exc:
+                if self._outage is not None:
+                    self._outage.mark_down(exc)
+                log.warning("dollar settlement not written", extra={"error_type": type(exc).__name__})
+                return
+        for limit, period in zip(hold.limits, hold.periods, strict=True):
+            key = (_key(limit), period)
+            self._local[key] = max(0, self._local[key] + delta)
+
+    @staticmethod
+    def _period(now: datetime, window: Window) -> str:
+        return now.strftime("%Y-%m-%d" if window == "day" else "%Y-%m")
+
+    @staticmethod
+    def _reset(now: datetime, window: Window) -> float:
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if window == "day":
+            return 86400 - (now - midnight).total_seconds()
+        year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+        first = midnight.replace(year=year, month=month, day=1)
+        return (first - now).total_seconds()

@@ -1,0 +1,97 @@
+"""Dollar budgets on a real Redis (the Lua script) and in-process: calendar windows in a time zone,
+reserve then settle, shared across instances, refused with the time to the window's reset."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.metering.dollars import BudgetShort, DollarBudgets, DollarLimit
+from gateway.state import redis_client
+from tests.harness import RedisServer
+
+USD = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with RedisServer() as server:
+        yield server.url
+
+
+def limits(team: str, day_usd: float, month_usd: float | None = None) -> tuple[DollarLimit, ...]:
+    found = [DollarLimit(team, "team", "day", int(day_usd * USD))]
+    if month_usd is not None:
+        found.append(DollarLimit(team, "team", "month", int(month_usd * USD)))
+    return tuple(found)
+
+
+def seconds_to_midnight(zone: str) -> float:
+    now = datetime.now(ZoneInfo(zone))
+    return (now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1) - now).total_seconds()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago", "America/New_York"])
+def test_windows_follow_the_time_zone_on_redis_time(redis_url: str, zone: str) -> None:
+    async def scenario() -> tuple[tuple[str, ...], BudgetShort]:
+        client = redis_client(redis_url, timeout_ms=500)
+        budgets = DollarBudgets(client, None, time_zone=zone)
+        team = f"tz-{zone.replace('/', '-')}"
+        try:
+            hold = await budgets.reserve(limits(team, 1.0, 10.0), int(0.6 * USD))
+            with pytest.raises(BudgetShort) as short:
+                await budgets.reserve(limits(team, 1.0, 10.0), int(0.6 * USD))
+            return hold.periods, short.value
+        finally:
+            await client.aclose()
+
+    periods, short = asyncio.run(scenario())
+    local = datetime.now(ZoneInfo(zone))
+    assert periods == (local.strftime("%Y-%m-%d"), local.strftime("%Y-%m"))
+    assert short.limit.window == "day" and short.remaining_nusd == int(0.4 * USD)
+    assert abs(short.retry_after - seconds_to_midnight(zone)) < 3
+
+
+def test_shared_across_instances_and_settled_with_the_actual(redis_url: str) -> None:
+    async def scenario() -> None:
+        one, two = redis_client(redis_url, timeout_ms=500), redis_client(redis_url, timeout_ms=500)
+        a, b = DollarBudgets(one, None), DollarBudgets(two, None)
+        budget = limits("shared-team", 1.0)
+        try:
+            held = await a.reserve(budget, int(0.9 * USD))  # worst case
+            with pytest.raises(BudgetShort):
+                await b.reserve(budget, int(0.2 * USD))  # the other instance sees it
+            await a.settle(held, int(0.1 * USD))  # the actual cost: 0.8 refunded
+            again = await b.reserve(budget, int(0.85 * USD))
+            assert again.remaining_nusd == int(0.05 * USD)
+            await b.settle(again, int(0.95 * USD))  # more than reserved: a debt
+            with pytest.raises(BudgetShort) as short:
+                await a.reserve(budget, 1)
+            assert short.value.remaining_nusd == 0
+            await b.settle(again, 0)  # settled once only
+        finally:
+            await one.aclose()
+            await two.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_in_process_budgets_take_a_share_when_redis_is_shared_but_down() -> None:
+    async def scenario() -> None:
+        client = redis_client("redis://127.0.0.1:1/0", timeout_ms=50)
+        budgets = DollarBudgets(client, None, expected_instances=4)
+        try:
+            hold = await budgets.reserve(limits("down-team", 1.0), int(0.2 * USD))
+            assert not hold.shared and hold.remaining_nusd == int(0.05 * USD)  # a quarter of the day's dollar
+            with pytest.raises(BudgetShort):
+                await budgets.reserve(limits("down-team", 1.0), int(0.1 * USD))
+            await budgets.settle(hold, 0)
+            await budgets.reserve(limits("down-team", 1.0), int(0.25 * USD))
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
