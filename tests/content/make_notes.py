@@ -124,10 +124,8 @@ def note(rng: random.Random) -> dict[str, object]:
         elif pick == 10:
             add("phone", f"Call back at {phone(rng)}.")
         elif pick == 11:
-            add(
-                None,
-                f"Reference 123-{rng.randint(100, 999)}-{rng.randint(1000, 9999)} and extension 0{rng.randint(10, 99)}-555-0100.",
-            )
+            fake = f"123-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}"
+            add(None, f"Reference {fake} and extension 0{rng.randint(10, 99)}-555-0100.")
         elif pick == 12:
             add("email", f"Daughter's email {rng.choice(FIRST).lower()}.{rng.choice(LAST).lower()}@example.org.")
         elif pick == 13:
