@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import re
@@ -26,6 +27,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from gateway import authn
 from gateway.apis import CHAT, Api
 from gateway.attempt import Attempt
+from gateway.content.redact import redact_body
+from gateway.content.scan import Scanners
 from gateway.errors import (
     BudgetExceeded,
     GatewayError,
@@ -122,6 +125,7 @@ class Pipeline:
         self._gate = gate
         self.ledger = ledger
         self._budgets = budgets
+        self._scanners = Scanners()
         self._prices = price_table(settings)
         self._settings = settings
         self._policy = policy
@@ -143,6 +147,7 @@ class Pipeline:
             ctx.stream = parsed.stream
             owner = await self._owner(parsed)
             decision = await self._decide(request, ctx, principal, parsed, owner)
+            parsed = self._redacted(api, parsed, decision, request)
             max_tokens = (parsed.max_tokens or decision.max_tokens) if parsed.generates else 0
             keep_text = decision.log_level == "content"  # the policy alone decides whether content may be logged
             if keep_text:
@@ -192,6 +197,8 @@ class Pipeline:
         response this team does not own, then 403 (enforce)."""
         use_case, ctx.classification = context_headers(request)
         ctx.prompt_estimate = await self._router.estimate(parsed)
+        scanner = self._scanners.get(self._policy.mrn_patterns())
+        signals = await scanner.scan(parsed.token_parts().texts)
         served = self.endpoints.get(parsed.model)
         facts = RequestFacts(
             parsed.endpoint,
@@ -201,6 +208,7 @@ class Pipeline:
             parsed.max_tokens,
             ctx.prompt_estimate,
             provider=owner.provider if owner is not None else None,
+            content=signals.as_input(),
         )
         client_ip = request.client.host if request.client else None
         decision = ctx.decision = await self._gate.decide(
@@ -228,6 +236,17 @@ class Pipeline:
             )
         self._gate.enforce(decision)
         return decision
+
+    def _redacted(self, api: Api, parsed: Inbound, decision: Decision, request: Request) -> Inbound:
+        """The request with the spans of the types the policy's `redact` verdict names replaced by typed
+        placeholders (re-parsed, so every API's own checks still hold); unchanged without a verdict."""
+        verdict = decision.raw.get("redact")
+        if not isinstance(verdict, list) or not verdict:
+            return parsed
+        wanted = {t for t in verdict if isinstance(t, str)}
+        detectors = [d for d in self._scanners.get(self._policy.mrn_patterns()).detectors if d.name in wanted]
+        body = redact_body(parsed.body, detectors)
+        return api.parse(json.dumps(body).encode(), request.headers)
 
     def dollar_limits(self, decision: Decision) -> tuple[DollarLimit, ...]:
         """The decision's dollar budgets, as the router reserves them."""

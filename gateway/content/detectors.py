@@ -34,6 +34,10 @@ class Detector(Protocol):
 
     def count(self, text: str) -> int: ...
 
+    def redact(self, text: str, placeholder: str) -> str:
+        """`text` with every span this detector counts replaced by `placeholder`."""
+        ...
+
 
 class PatternDetector:
     """Matches of one regular expression, each kept only when `valid(match)` says so."""
@@ -47,6 +51,9 @@ class PatternDetector:
 
     def count(self, text: str) -> int:
         return sum(1 for m in self._pattern.finditer(text) if self.valid(m))
+
+    def redact(self, text: str, placeholder: str) -> str:
+        return self._pattern.sub(lambda m: placeholder if self.valid(m) else m.group(0), text)
 
 
 class SSN(PatternDetector):
@@ -144,6 +151,14 @@ class PresidioDetector:
         self._threshold = threshold
         self._engine = AnalyzerEngine()
 
-    def count(self, text: str) -> int:
+    def _spans(self, text: str) -> list[tuple[int, int]]:
         results = self._engine.analyze(text=text, entities=[self._entity], language="en")
-        return sum(1 for r in results if r.score >= self._threshold)
+        return [(r.start, r.end) for r in results if r.score >= self._threshold]
+
+    def count(self, text: str) -> int:
+        return len(self._spans(text))
+
+    def redact(self, text: str, placeholder: str) -> str:
+        for start, end in sorted(self._spans(text), reverse=True):
+            text = text[:start] + placeholder + text[end:]
+        return text

@@ -31,6 +31,7 @@ class Signals:
 
 class Scanner:
     def __init__(self, detectors: list[Detector], *, off_loop_concurrency: int = 2) -> None:
+        self.detectors = detectors
         self._detectors = detectors
         self._off_loop = asyncio.Semaphore(off_loop_concurrency)
 
@@ -72,4 +73,7 @@ class _Broken:
     name = "mrn"
 
     def count(self, text: str) -> int:
+        raise ValueError("the policy's MRN patterns do not compile")
+
+    def redact(self, text: str, placeholder: str) -> str:
         raise ValueError("the policy's MRN patterns do not compile")

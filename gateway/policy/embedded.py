@@ -32,6 +32,7 @@ from gateway.policy.engine import Decision, Masker, fail_closed, new_decision_id
 log = logging.getLogger("gateway.policy")
 _QUERY = "gateway.decision"
 _KNOWN_KEYS = "gateway.authn.known_api_key_hashes"
+_MRN_PATTERNS = "gateway.config.content.mrn_patterns"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class _Active:
     bundle: bundles.Bundle
     digest: str
     known_keys: frozenset[str] | None  # data.gateway.authn.known_api_key_hashes, None when the policy has none
+    mrn_patterns: tuple[str, ...] = ()  # data.gateway.config.content.mrn_patterns
 
 
 class EmbeddedEngine:
@@ -73,6 +75,9 @@ class EmbeddedEngine:
     @property
     def ready(self) -> bool:
         return self._active is not None
+
+    def mrn_patterns(self) -> tuple[str, ...]:
+        return self._active.mrn_patterns if self._active else ()
 
     def known_api_key_hashes(self) -> frozenset[str] | None:
         active = self._active
@@ -122,7 +127,13 @@ class EmbeddedEngine:
             return False
         parsed = bundles.read(blob, verification_key=self._key)
         engine = compile_engine(parsed.modules, parsed.data)
-        self._active = _Active(engine=engine, bundle=parsed, digest=digest, known_keys=_known_keys(engine))
+        self._active = _Active(
+            engine=engine,
+            bundle=parsed,
+            digest=digest,
+            known_keys=_known_keys(engine),
+            mrn_patterns=_mrn_patterns(engine),
+        )
         log.info("policy bundle activated", extra={"policy_revision": parsed.revision})
         if self._on_activate:
             self._on_activate(parsed.revision)
@@ -224,6 +235,17 @@ def _known_keys(engine: OpaEngine) -> frozenset[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return None
     return frozenset(value)
+
+
+def _mrn_patterns(engine: OpaEngine) -> tuple[str, ...]:
+    """The bundle's MRN patterns for the content detectors (policy data; () when it has none)."""
+    try:
+        value = engine.eval_document(_MRN_PATTERNS, {})
+    except OpaError:
+        return ()
+    if not isinstance(value, list):
+        return ()
+    return tuple(v for v in value if isinstance(v, str))
 
 
 def _erase_input(event: dict[str, Any]) -> dict[str, Any]:

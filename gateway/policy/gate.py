@@ -37,6 +37,7 @@ class RequestFacts:
     max_tokens: int | None = None
     prompt_tokens: int = 0
     provider: str | None = None  # a follow-up's provider: the one holding the earlier response
+    content: dict[str, Any] | None = None  # the content signals ({signals, chars, error}), never the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class RequestContext:
 
 def policy_input(principal: Principal, facts: RequestFacts, context: RequestContext) -> dict[str, Any]:
     """The policy input, in the one shape the Rego and the decision-log masks read."""
-    return {
+    value: dict[str, Any] = {
         "principal": principal.as_input(),
         "request": {
             "endpoint": facts.endpoint,
@@ -64,6 +65,9 @@ def policy_input(principal: Principal, facts: RequestFacts, context: RequestCont
             "client_ip": context.client_ip,
         },
     }
+    if facts.content is not None:
+        value["content"] = facts.content
+    return value
 
 
 class PolicyGate:

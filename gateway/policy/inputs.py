@@ -25,6 +25,17 @@ _SHAPE: dict[str, dict[str, tuple[type, ...]]] = {
 _OPTIONAL = frozenset({"provider"})  # added later: inputs written before it still check
 
 
+def _check_content(value: Any) -> None:
+    content = value.get("content")
+    if content is None:
+        return
+    signals = content.get("signals") if isinstance(content, dict) else None
+    if not isinstance(signals, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in signals.values()
+    ):
+        raise ValueError("policy input content.signals must be an object of counts")
+
+
 def check_input(value: Any) -> None:
     """Raise ValueError naming the first field that is missing or of the wrong type."""
     if not isinstance(value, dict):
@@ -42,3 +53,4 @@ def check_input(value: Any) -> None:
             if not isinstance(field, types) or (isinstance(field, bool) and bool not in types):
                 expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
                 raise ValueError(f"policy input {section}.{name} must be {expected}")
+    _check_content(value)

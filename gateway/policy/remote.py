@@ -44,6 +44,7 @@ class RemoteEngine:
         self._ready = False
         self._health: asyncio.Task[None] | None = None
         self._known: frozenset[str] | None = None  # the server's known API key hashes, None: unknown
+        self._mrn_patterns: tuple[str, ...] = ()  # the server's data.gateway.config.content.mrn_patterns
         self._known_revision: str | None = None
         self.last_error: str | None = None
 
@@ -68,6 +69,9 @@ class RemoteEngine:
     @property
     def masker(self) -> Masker | None:
         return None  # OPA's decision logger masks with the same bundle's system.log rules
+
+    def mrn_patterns(self) -> tuple[str, ...]:
+        return self._mrn_patterns
 
     def known_api_key_hashes(self) -> frozenset[str] | None:
         """The server's `data.gateway.authn.known_api_key_hashes`, read at start, every HEALTH_SECONDS and
@@ -132,6 +136,13 @@ class RemoteEngine:
             self._known, self._known_revision = frozenset(value), _revision(answer) or self._revision
         else:
             self._known = None
+        try:
+            async with asyncio.timeout(max(self._timeout, 1.0)):
+                content = await self._client.query_rule({}, "gateway/config/content", "mrn_patterns")
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return
+        patterns = content.get("result") if isinstance(content, dict) else None
+        self._mrn_patterns = tuple(p for p in patterns if isinstance(p, str)) if isinstance(patterns, list) else ()
 
     async def _health_ok(self) -> bool:
         session = self._client._session

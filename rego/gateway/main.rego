@@ -8,6 +8,7 @@ package gateway
 
 import data.gateway.authn
 import data.gateway.authz
+import data.gateway.content
 import data.gateway.logging
 import data.gateway.request
 
@@ -24,10 +25,22 @@ decision := {
 	"use_case": request.use_case,
 	"data_classification": request.classification,
 	"reasons": sort(authz.deny),
-	"log_level": logging.level(request.team, request.classification),
+	"log_level": logging.level(request.team, _log_classification),
 	"routes": routes,
 	"limits": limits,
+	"flags": request.flags,
+	"redact": redact,
 }
+
+# Content with PHI signals is never logged, whatever the classification (audit mode included).
+default _log_classification := "phi"
+
+_log_classification := request.classification if not content.phi_detected
+
+# The redact verdict, on an allow only.
+default redact := []
+
+redact := request.redact if allow
 
 default allow := false
 

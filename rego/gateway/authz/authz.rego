@@ -6,6 +6,7 @@
 package gateway.authz
 
 import data.gateway.authn
+import data.gateway.content
 import data.gateway.request
 
 _authenticated if authn.team != ""
@@ -144,4 +145,25 @@ deny contains {
 	request.pinned_provider != null
 	count(request.compliant_routes) > 0
 	count(request.candidate_routes) == 0
+}
+
+# METADATA
+# title: PHI detected
+# description: |
+#   A team not cleared for PHI sent content the detectors found PHI in (or that
+#   could not be scanned), and neither audit mode nor the team's redact list
+#   covers it. The message names the signal types, never the content.
+# custom:
+#   code: phi_detected
+deny contains {
+	"code": "phi_detected",
+	"message": sprintf(
+		"team %s is not cleared for PHI and this request carries it (%s)",
+		[authn.team, concat(", ", sort([k | some k in content.present; k in content.phi_types]))],
+	),
+} if {
+	_authenticated
+	not request.team.phi == true
+	request.content_mode != "audit"
+	request.unredacted_phi
 }

@@ -9,6 +9,7 @@ package gateway.request
 
 import data.gateway.authn
 import data.gateway.config
+import data.gateway.content
 import data.gateway.routing
 
 # The authenticated team's entry in the policy data, {} when unauthenticated.
@@ -45,20 +46,34 @@ _use_case_declared if {
 # METADATA
 # title: Data classification
 # description: |
-#   The X-Data-Classification header when it names a known class. Without it a
-#   PHI team's request is PHI, any other team's is none. Anything unknown is PHI.
+#   PHI when a team cleared for PHI sends content with PHI signals, whatever the
+#   header says. Otherwise the X-Data-Classification header when it names a known
+#   class; without it a PHI team's request is PHI, any other team's is none.
+#   Anything unknown is PHI.
 default classification := "phi"
 
-classification := input.context.data_classification if {
+classification := "phi" if _content_is_phi
+
+classification := stated_classification if not _content_is_phi
+
+_content_is_phi if {
+	team.phi == true
+	content.phi_detected
+}
+
+# The classification the request declared (or its team's default), before the content is considered.
+default stated_classification := "phi"
+
+stated_classification := input.context.data_classification if {
 	input.context.data_classification in {"phi", "pii", "none"}
 }
 
-classification := "phi" if {
+stated_classification := "phi" if {
 	not _classification_declared
 	team.phi == true
 }
 
-classification := "none" if {
+stated_classification := "none" if {
 	not _classification_declared
 	team.phi == false
 }
@@ -100,3 +115,35 @@ candidate_routes := [r | some r in compliant_routes; _on_pinned(r)]
 _on_pinned(_) if pinned_provider == null
 
 _on_pinned(r) if r.provider == pinned_provider
+
+# METADATA
+# title: Content mode
+# description: |
+#   enforce (default): a team not cleared for PHI whose request carries PHI is
+#   denied (phi_detected). audit: it is allowed and flagged, with metadata-only logs.
+content_mode := object.get(team, "content_mode", "enforce")
+
+# METADATA
+# title: Flags
+# description: What the decision notes without denying (audit mode).
+default flags := []
+
+flags := ["phi_detected"] if {
+	content.phi_detected
+	not team.phi == true
+	content_mode == "audit"
+}
+
+# METADATA
+# title: Redact verdict
+# description: The signal types present that the team's data says to replace before forwarding.
+redact := sort([kind | some kind in object.get(team, "redact", []); kind in content.present])
+
+# PHI in the request that redaction will not remove (or content nobody could scan).
+unredacted_phi if {
+	some kind in content.present
+	kind in content.phi_types
+	not kind in object.get(team, "redact", [])
+}
+
+unredacted_phi if content.scan_failed
