@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from gateway import authn
 from gateway.apis import CHAT, Api
 from gateway.attempt import Attempt
-from gateway.content.redact import redact_body
+from gateway.content.redact import redact_body, texts_in
 from gateway.content.scan import Scanners
 from gateway.errors import (
     BudgetExceeded,
@@ -35,6 +35,7 @@ from gateway.errors import (
     InternalError,
     InvalidRequest,
     NotFound,
+    PolicyDenied,
     RequestTimeout,
     RequestTooLarge,
     ServerBusy,
@@ -81,6 +82,7 @@ class Context:
     cost_nusd: int = 0  # nano-dollars, exact
     recorded: bool = False
     usd_remaining: int | None = None  # nano-dollars left in the tightest dollar budget after this request
+    asked: tuple[authn.Principal, RequestFacts, RequestContext] | None = None  # what the decision was asked
     upstream_seconds: float | None = None
     team_remaining: float | None = None
     walk: Walk = field(default_factory=Walk)
@@ -211,9 +213,9 @@ class Pipeline:
             content=signals.as_input(),
         )
         client_ip = request.client.host if request.client else None
-        decision = ctx.decision = await self._gate.decide(
-            principal, facts, RequestContext(use_case, ctx.classification, client_ip)
-        )
+        context = RequestContext(use_case, ctx.classification, client_ip)
+        ctx.asked = (principal, facts, context)
+        decision = ctx.decision = await self._gate.decide(principal, facts, context)
         self._gate.admit(decision)
         if served is None:  # only now: nothing about models is said to a stranger
             raise InvalidRequest(
@@ -303,11 +305,31 @@ class Pipeline:
         attempt = result.attempt
         ctx.provider, ctx.model = attempt.provider.name, attempt.route.model
         ctx.team_remaining = attempt.reservation.team_remaining
+        body = result.answer.body
+        try:
+            body = await self._checked_output(result.answer.completion, body, ctx, parsed)
+        except GatewayError as exc:
+            return self.respond_error(exc, ctx)  # recorded: the attempt's cost is in the ledger
         if ctx.decision and ctx.decision.log_level == "content":
             ctx.completion = answer_text(result.answer.completion)
         await self._remember(result.answer.response_id, parsed, ctx)
         self.record(ctx)
-        return Response(result.answer.body, media_type="application/json", headers=ctx.headers())
+        return Response(body, media_type="application/json", headers=ctx.headers())
+
+    async def _checked_output(self, answer: dict[str, Any], body: bytes, ctx: Context, parsed: Inbound) -> bytes:
+        """The second decision, on a whole answer: the detectors on what it says, then
+        data.gateway.output_decision: allow (as is), redact (the named types replaced), block (403)."""
+        if parsed.endpoint == "embeddings" or ctx.asked is None or ctx.decision is None:
+            return body  # vectors carry no text
+        scanner = self._scanners.get(self._policy.mrn_patterns())
+        signals = await scanner.scan(texts_in(answer))
+        verdict = await self._gate.decide_output(*ctx.asked, signals.as_input(), ctx.decision)
+        if verdict.verdict == "block":
+            raise PolicyDenied(verdict.message, decision_id=ctx.decision.decision_id)
+        if verdict.verdict == "redact" and verdict.redact:
+            wanted = set(verdict.redact)
+            return json.dumps(redact_body(answer, [d for d in scanner.detectors if d.name in wanted])).encode()
+        return body
 
     async def _remember(self, response_id: str | None, parsed: Inbound, ctx: Context) -> None:
         """A stored response's owner, so follow-ups find its provider (and only its team does)."""

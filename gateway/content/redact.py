@@ -33,3 +33,14 @@ def _walk(value: Any, detectors: list[Detector], *, under_text: bool) -> Any:
     if isinstance(value, dict):
         return {k: _walk(v, detectors, under_text=under_text or k in TEXT_KEYS) for k, v in value.items()}
     return value
+
+
+def texts_in(value: Any, *, under_text: bool = False) -> list[str]:
+    """Every string under a content-bearing key (what an answer says), for the output scan."""
+    if isinstance(value, str):
+        return [value] if under_text else []
+    if isinstance(value, list):
+        return [t for v in value for t in texts_in(v, under_text=under_text)]
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in texts_in(v, under_text=under_text or k in TEXT_KEYS)]
+    return []

@@ -27,7 +27,7 @@ from gateway.errors import BundleError
 from gateway.policy import bundle as bundles
 from gateway.policy import masking
 from gateway.policy.compiler import compile_engine
-from gateway.policy.engine import Decision, Masker, fail_closed, new_decision_id, parse_decision
+from gateway.policy.engine import Decision, Masker, PolicyQueryError, fail_closed, new_decision_id, parse_decision
 
 log = logging.getLogger("gateway.policy")
 _QUERY = "gateway.decision"
@@ -75,6 +75,19 @@ class EmbeddedEngine:
     @property
     def ready(self) -> bool:
         return self._active is not None
+
+    async def query(self, path: str, policy_input: dict[str, Any]) -> Any:
+        active = self._active
+        if active is None:
+            raise PolicyQueryError("no policy bundle is active")
+
+        def evaluate() -> Any:
+            try:
+                return active.engine.eval_document(path, policy_input)
+            except OpaError as exc:  # undefined included
+                raise PolicyQueryError(type(exc).__name__) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, evaluate)
 
     def mrn_patterns(self) -> tuple[str, ...]:
         return self._active.mrn_patterns if self._active else ()

@@ -78,6 +78,11 @@ class PolicyEngine(Protocol):
         """The active policy data's `content.mrn_patterns`, for the content detectors (() when none)."""
         ...
 
+    async def query(self, path: str, policy_input: dict[str, Any]) -> Any:
+        """The document at data.<path> (dots) for this input; PolicyQueryError when it is undefined or the
+        engine cannot answer (callers fail closed)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -91,6 +96,10 @@ class PolicyEngine(Protocol):
         """How this engine masks decision-log events with the bundle's system.log rules (None: it does not;
         OPA's own decision logger does that in server mode)."""
         ...
+
+
+class PolicyQueryError(Exception):
+    """A policy document could not be evaluated (undefined, an error, or the engine unreachable)."""
 
 
 def new_decision_id() -> str:

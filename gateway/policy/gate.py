@@ -14,6 +14,7 @@ counted the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from gateway.authn import Principal
 from gateway.errors import PolicyDenied, PolicyUnavailable, Unauthenticated
 from gateway.observe.metrics import Metrics
 from gateway.policy.decision_log import DecisionLogger
-from gateway.policy.engine import UNAVAILABLE, Decision, PolicyEngine
+from gateway.policy.engine import UNAVAILABLE, Decision, PolicyEngine, PolicyQueryError, new_decision_id
 
 DECISION_PATH = "gateway/decision"
 
@@ -70,6 +71,16 @@ def policy_input(principal: Principal, facts: RequestFacts, context: RequestCont
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class OutputVerdict:
+    verdict: str  # allow | redact | block
+    redact: tuple[str, ...] = ()
+    message: str = ""
+
+
+OUTPUT_PATH = "gateway.output_decision"
+
+
 class PolicyGate:
     def __init__(self, policy: PolicyEngine, metrics: Metrics, decision_log: DecisionLogger) -> None:
         self._policy = policy
@@ -107,3 +118,45 @@ class PolicyGate:
             return
         reasons = "; ".join(f"{r.code}: {r.message}" for r in decision.reasons) or "denied by policy"
         raise PolicyDenied(reasons, decision_id=decision.decision_id)
+
+    async def decide_output(
+        self,
+        principal: Principal,
+        facts: RequestFacts,
+        context: RequestContext,
+        output: dict[str, Any],
+        decision: Decision,
+    ) -> OutputVerdict:
+        """The verdict on a whole answer's content signals (data.gateway.output_decision). Fails closed:
+        an undefined or malformed verdict, or an engine that cannot answer, blocks the answer."""
+        value = {**policy_input(principal, facts, context), "output": output}
+        started = time.perf_counter_ns()
+        try:
+            raw = await self._policy.query(OUTPUT_PATH, value)
+            verdict = _output_verdict(raw)
+        except (PolicyQueryError, ValueError, TypeError):
+            raw, verdict = None, OutputVerdict("block", (), "the output policy could not decide: answer withheld")
+        elapsed = time.perf_counter_ns() - started
+        logged = dataclasses.replace(
+            decision,
+            allow=verdict.verdict != "block",
+            decision_id=new_decision_id(),
+            raw=raw if isinstance(raw, dict) else {"verdict": verdict.verdict},
+            error=None if raw is not None else "undefined",
+        )
+        self._decision_log.record(value, logged, path=OUTPUT_PATH.replace(".", "/"), eval_ns=elapsed)
+        return verdict
+
+
+def _output_verdict(raw: Any) -> OutputVerdict:
+    if not isinstance(raw, dict) or raw.get("verdict") not in ("allow", "redact", "block"):
+        raise ValueError("output verdict is malformed")
+    redact = raw.get("redact") or []
+    if not isinstance(redact, list) or not all(isinstance(t, str) for t in redact):
+        raise ValueError("output redact is not a list of types")
+    reasons = raw.get("reasons") or []
+    message = (
+        "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons if isinstance(r, dict))
+        or "the answer was withheld by policy"
+    )
+    return OutputVerdict(raw["verdict"], tuple(redact), message)

@@ -22,7 +22,7 @@ import aiohttp
 from opa_client.opa_async import AsyncOpaClient
 
 from gateway import tasks
-from gateway.policy.engine import Decision, Masker, fail_closed, new_decision_id, parse_decision
+from gateway.policy.engine import Decision, Masker, PolicyQueryError, fail_closed, new_decision_id, parse_decision
 
 log = logging.getLogger("gateway.policy")
 HEALTH_SECONDS = 5.0
@@ -69,6 +69,17 @@ class RemoteEngine:
     @property
     def masker(self) -> Masker | None:
         return None  # OPA's decision logger masks with the same bundle's system.log rules
+
+    async def query(self, path: str, policy_input: dict[str, Any]) -> Any:
+        package, _, rule = path.rpartition(".")
+        try:
+            async with asyncio.timeout(self._timeout):
+                answer = await self._client.query_rule(policy_input, package.replace(".", "/"), rule)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise PolicyQueryError(type(exc).__name__) from exc
+        if not isinstance(answer, dict) or "result" not in answer:
+            raise PolicyQueryError("undefined")
+        return answer["result"]
 
     def mrn_patterns(self) -> tuple[str, ...]:
         return self._mrn_patterns

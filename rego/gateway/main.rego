@@ -10,6 +10,7 @@ import data.gateway.authn
 import data.gateway.authz
 import data.gateway.content
 import data.gateway.logging
+import data.gateway.output
 import data.gateway.request
 
 # METADATA
@@ -67,3 +68,9 @@ limits := {
 }
 
 _use_case_budget := object.get(object.get(request.team, "use_case_usd", {}), request.use_case, {})
+
+# METADATA
+# title: Output decision
+# description: The verdict on a whole answer's content signals (see output/output.rego).
+# entrypoint: true
+output_decision := output.decision

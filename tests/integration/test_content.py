@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from gateway.demo.standins import StandInServers
+from gateway.demo.standins import Behavior, StandInServers
 from gateway.settings import from_dict
 from tests.harness import ADMIN_TOKEN, GatewayThread, gateway_config
 
@@ -116,3 +117,33 @@ def test_decision_logs_carry_counts_never_spans(gw: tuple[GatewayThread, Path]) 
     assert SSN not in text and "4417392" not in text
     counted = [e["input"]["content"] for e in events if "content" in (e.get("input") or {})]  # type: ignore[index, operator]
     assert {"signals": {"ssn": 1, "mrn": 1}, "chars": counted[0]["chars"], "error": False} in counted
+
+
+def test_output_decision_on_whole_answers(gw: tuple[GatewayThread, Path], standins: StandInServers) -> None:
+    gateway, _ = gw
+    leaked = f"Sure: the SSN is {SSN} and {MRN}."
+    for name in ("openai-us", "azure-eu-west", "azure-us-east"):
+        standins[name].set_default(Behavior(text=leaked))
+    ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is on file?"}]}
+    blocked = httpx.post(gateway.base_url + "/v1/chat/completions", json=ask, headers=MARKETING)
+    assert blocked.status_code == 403 and "output_phi_detected" in blocked.text and SSN not in blocked.text
+    assert Decimal(blocked.headers["x-gateway-cost-usd"]) > 0  # the provider answered: it is billed
+    redacted = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        json={**ask, "model": "gpt-4o"},
+        headers={"Authorization": "Bearer gw-demo-eu-research"},
+    )
+    assert redacted.status_code == 200
+    content = redacted.json()["choices"][0]["message"]["content"]
+    assert SSN not in content and "[REDACTED:SSN]" in content and "[REDACTED:MRN]" in content
+    cleared = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        json={**ask, "model": "gpt-4o"},
+        headers={"Authorization": "Bearer gw-demo-cardiology", "X-Use-Case": "clinical-notes"},
+    )
+    assert cleared.status_code == 200 and SSN in cleared.json()["choices"][0]["message"]["content"]
+    # Anthropic Messages and Responses answers go through the same verdict
+    message = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}]}
+    assert httpx.post(gateway.base_url + "/v1/messages", json=message, headers=MARKETING).status_code == 403
+    response = {"model": "gpt-4o-mini", "input": "x"}
+    assert httpx.post(gateway.base_url + "/v1/responses", json=response, headers=MARKETING).status_code == 403

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -157,7 +158,12 @@ messages_bodies = st.fixed_dictionaries(
     },
 )
 
-FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FUZZ = settings(
+    max_examples=int(os.environ.get("GATEWAY_FUZZ_EXAMPLES", "1000")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 
 
 @pytest.fixture(scope="module")
