@@ -12,6 +12,7 @@ content-logging team's canaries do appear, where its policy allows.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import time
 import uuid
@@ -240,6 +241,34 @@ def _every_new_endpoint(r: Run) -> None:
     )
 
 
+def _content_signals(r: Run) -> None:
+    """PHI pasted by teams not cleared for it (denied, redacted) and PHI in answers (blocked): the
+    identifiers themselves are canaries, so none may reach the gateway's output."""
+    rng = random.Random()
+
+    def ssn() -> str:
+        value = f"{rng.randint(100, 665)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}"
+        r.phi.append(value)
+        return value
+
+    def mrn() -> str:
+        value = str(rng.randint(1_000_000, 9_999_999))
+        r.phi.append(value)
+        return value
+
+    pasted = chat(f"SSN {ssn()}, MRN: {mrn()}", model="gpt-4o-mini")
+    assert r.post(pasted, key=CONTENT_KEY).status_code == 403  # phi_detected
+    assert r.post({**pasted, "stream": True}, key=CONTENT_KEY).status_code == 403
+    redacted = chat(f"Cohort note, SSN {ssn()} and MRN: {mrn()}")
+    assert r.post(redacted, key="gw-demo-eu-research").status_code == 200
+    assert all(
+        v not in json.dumps(s.received[-1].body) for s in r.standins.standins.values() if s.received for v in r.phi[-2:]
+    )
+    for name in ("openai-us", "azure-eu-west", "azure-us-east"):
+        r.standins[name].script(Behavior(text=f"The SSN on file is {ssn()}."))
+    assert r.post(chat("What is on file?", model="gpt-4o-mini"), key=CONTENT_KEY).status_code == 403  # output
+
+
 def _content_team(r: Run) -> None:
     logged = canary()
     r.content.append(logged)
@@ -262,6 +291,7 @@ def _content_team(r: Run) -> None:
 def test_no_phi_canary_anywhere_and_content_canaries_where_allowed(run: Run) -> None:
     _every_phi_path(run)
     _every_new_endpoint(run)
+    _content_signals(run)
     _content_team(run)
     admin = {"Authorization": "Bearer canary-admin"}
     surfaces = [httpx.get(run.gateway.base_url + path, headers=admin).text for path in ("/metrics", "/admin/status")]
@@ -277,8 +307,9 @@ def test_no_phi_canary_anywhere_and_content_canaries_where_allowed(run: Run) -> 
     in_headers = [c for c in run.phi for headers in run.client_headers if c in headers]
     assert in_headers == [], "a response header carried request content"
     assert all(c in output for c in run.content), "the content-logging team's messages should be logged"
-    content_records = [r for r in records if r.get("log_level") == "content"]
-    assert len(content_records) == 1 and content_records[0]["messages"][1]["content"] == run.content[0]
+    content_records = [r for r in records if r.get("log_level") == "content" and r.get("messages")]
+    logged = [r for r in content_records if run.content[0] in json.dumps(r["messages"])]
+    assert len(logged) == 1 and logged[0]["messages"][1]["content"] == run.content[0]
     metadata = [r for r in records if r["log_level"] == "metadata"]
     assert all("messages" not in r and "completion" not in r for r in metadata)
     assert "Traceback" not in output

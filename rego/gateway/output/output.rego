@@ -51,5 +51,7 @@ redact := sort([kind | some kind in object.get(team, "redact", []); kind in pres
 decision := {
 	"verdict": verdict,
 	"redact": redact,
-	"reasons": [r | verdict == "block"; r := {"code": "output_phi_detected", "message": "the answer carries PHI this team may not receive"}],
+	"reasons": [r | verdict == "block"; r := _blocked],
 }
+
+_blocked := {"code": "output_phi_detected", "message": "the answer carries PHI this team may not receive"}
