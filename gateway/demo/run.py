@@ -265,6 +265,24 @@ async def _api_tour(session: aiohttp.ClientSession, base: str) -> None:
     other = {"Authorization": "Bearer gw-demo-eu-research"}
     async with session.get(f"{base}/v1/responses/{first_response}", headers=other) as resp:
         print(f"  {'responses: another team reads it':<44} {resp.status:>3}  (not found: only its team may)")
+    print("\n  Content signals (the policy sees counts per type, never the text):")
+    pasted = "Draft copy for Jane, SSN 512-44-7391, MRN: 4417392."
+    tries = [
+        ("marketing pastes an SSN and an MRN", marketing, "gpt-4o-mini", {}),
+        ("eu-research: the same, redacted", other, "gpt-4o", {}),
+        (
+            "cardiology 'none' + an MRN: stays PHI",
+            {"Authorization": "Bearer gw-demo-cardiology"},
+            "gpt-4o",
+            {"X-Use-Case": "patient-education", "X-Data-Classification": "none"},
+        ),
+    ]
+    for label, auth, model, extra in tries:
+        body = {"model": model, "messages": [{"role": "user", "content": pasted}]}
+        async with session.post(base + "/v1/chat/completions", json=body, headers={**auth, **extra}) as resp:
+            answer = await resp.json()
+            shown = answer["error"]["message"][:60] if resp.status >= 400 else resp.headers.get("X-Gateway-Provider")
+            print(f"  {label:<44} {resp.status:>3}  {shown}")
     chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Summarise three abstracts."}]}
     async with session.post(base + "/v1/chat/completions", json=chat, headers=other) as resp:
         cost, left = resp.headers.get("X-Gateway-Cost-Usd"), resp.headers.get("X-RateLimit-Remaining-Usd")

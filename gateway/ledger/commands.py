@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from gateway.errors import ConfigError
 from gateway.ledger import open_store, price_table
 from gateway.ledger.export import write_csv, write_focus
-from gateway.ledger.rows import Row
 from gateway.ledger.store import LedgerStore, StoreUnavailable
-from gateway.ledger.verify import Report, verify
+from gateway.ledger.verify import verify
 from gateway.settings import Settings
 from gateway.settings import load as load_settings
+
+T = TypeVar("T")
 
 
 def _store(config: str | None) -> tuple[Settings, LedgerStore]:
@@ -33,19 +35,24 @@ def day(text: str) -> float:
         raise ConfigError(f"{text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def migrate(config: str | None) -> int:
-    _, store = _store(config)
+def _using(store: LedgerStore, work: Callable[[LedgerStore], Awaitable[T]]) -> T:
+    """Run one piece of work on the store, then close it; an unreachable store is a one-line error."""
 
-    async def run() -> None:
+    async def run() -> T:
         try:
-            await store.migrate()
+            return await work(store)
         finally:
             await store.close()
 
     try:
-        asyncio.run(run())
+        return asyncio.run(run())
     except StoreUnavailable as exc:
         raise ConfigError(f"the ledger store cannot be reached ({exc}): check ledger.path or the DSN") from None
+
+
+def migrate(config: str | None) -> int:
+    _, store = _store(config)
+    _using(store, lambda s: s.migrate())
     print("ledger schema is up to date")
     return 0
 
@@ -57,16 +64,7 @@ def export(config: str | None, start: str, end: str, fmt: str, output: str | Non
     if last <= first:
         raise ConfigError("--to is before --from")
 
-    async def rows() -> list[Row]:
-        try:
-            return await store.rows(first, last)
-        finally:
-            await store.close()
-
-    try:
-        found = asyncio.run(rows())
-    except StoreUnavailable as exc:
-        raise ConfigError(f"the ledger store cannot be reached ({exc})") from None
+    found = _using(store, lambda s: s.rows(first, last))
     out: TextIO = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
         if fmt == "focus":
@@ -84,16 +82,7 @@ def export(config: str | None, start: str, end: str, fmt: str, output: str | Non
 def verify_command(config: str | None) -> int:
     settings, store = _store(config)
 
-    async def run() -> Report:
-        try:
-            return await verify(store, settings.ledger.signing_key())
-        finally:
-            await store.close()
-
-    try:
-        report = asyncio.run(run())
-    except StoreUnavailable as exc:
-        raise ConfigError(f"the ledger store cannot be reached ({exc})") from None
+    report = _using(store, lambda s: verify(s, settings.ledger.signing_key()))
     if report.problem is not None:
         print(f"ledger NOT intact: first bad row: {report.problem}")
         return 2

@@ -210,6 +210,15 @@ def parse_usage(raw: Any, previous_prompt: int | None) -> Usage | None:
     return Usage(prompt, completion)
 
 
+def stream_event(event: Event) -> tuple[Any, dict[str, Any]]:
+    """An Anthropic stream event's type and data; an `error` event is a failed stream."""
+    data = json_object(event.data, "stream event")
+    kind = data.get("type", event.event)
+    if kind == "error":
+        raise BadUpstreamAnswer("provider reported an error mid-stream")
+    return kind, data
+
+
 class AnthropicStream:
     def __init__(self, *, client_wants_usage: bool, keep_text: bool) -> None:
         self.state = StreamState(keep_text=keep_text)
@@ -234,10 +243,7 @@ class AnthropicStream:
     def translate(self, event: Event) -> list[bytes]:
         if event.event == "ping" or not event.data:
             return []
-        data = json_object(event.data, "stream event")
-        kind = data.get("type", event.event)
-        if kind == "error":
-            raise BadUpstreamAnswer("provider reported an error mid-stream")
+        kind, data = stream_event(event)
         if kind == "message_start":
             message = data.get("message") or {}
             self._id, self._model = str(message.get("id", "")), str(message.get("model", ""))

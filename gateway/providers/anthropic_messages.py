@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from gateway.messages import MessagesRequest
-from gateway.providers.anthropic import ANTHROPIC_VERSION, parse_usage
+from gateway.providers.anthropic import ANTHROPIC_VERSION, parse_usage, stream_event
 from gateway.providers.base import Answer, BadUpstreamAnswer, StreamState, UpstreamRequest, json_object
 from gateway.providers.sse import Event, frame
 from gateway.settings import ProviderSettings
@@ -56,10 +56,7 @@ class MessagesStream:
     def translate(self, event: Event) -> list[bytes]:
         if not event.data:
             return []
-        data = json_object(event.data, "stream event")
-        kind = data.get("type", event.event)
-        if kind == "error":
-            raise BadUpstreamAnswer("provider reported an error mid-stream")
+        kind, data = stream_event(event)
         if kind == "message_start":
             message = data.get("message")
             usage = parse_usage(message.get("usage"), None) if isinstance(message, dict) else None

@@ -41,7 +41,7 @@ def pair(standins: StandInServers, tmp_path_factory: pytest.TempPathFactory) -> 
         config = gateway_config(
             standins,
             policy={"bundle": str(bundle_path), "poll_seconds": 0},
-            state={"redis_url": redis.url},
+            state={"redis_url": redis.url, "timeout_ms": 2000},  # no spurious outage on a loaded machine
             budgets={"time_zone": ZONE},
         )
         with GatewayThread(from_dict(config)) as one, GatewayThread(from_dict(config)) as two:
