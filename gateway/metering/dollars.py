@@ -72,6 +72,8 @@ class DollarBudgets:
         self._script: Any = load_script(client, "gateway.metering", "dollars") if client is not None else None
         self._expected = expected_instances if client is not None else 1
         self._local: dict[tuple[str, str], int] = defaultdict(int)  # (key, period) -> nano-dollars
+        # the room Redis last reported for a budget set, so a fallback never starts from a fresh budget
+        self._last_room: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
 
     def _offset(self) -> int:
         offset = datetime.now(self._zone).utcoffset()
@@ -90,17 +92,25 @@ class DollarBudgets:
                     self._outage.mark_down(exc)
             else:
                 if int(reply[0]) == 1:
-                    raise BudgetShort(limits[int(reply[1]) - 1], float(reply[2]), int(reply[3]))
+                    short = limits[int(reply[1]) - 1]
+                    self._last_room[tuple(_key(x) for x in limits)] = ((), int(reply[3]))
+                    raise BudgetShort(short, float(reply[2]), int(reply[3]))
                 periods = tuple(p.decode() if isinstance(p, bytes) else str(p) for p in reply[2:])
+                self._last_room[tuple(_key(x) for x in limits)] = (periods, int(reply[1]))
                 return DollarHold(limits, amount, int(reply[1]), periods)
         return self._reserve_local(limits, amount)
 
     def _reserve_local(self, limits: tuple[DollarLimit, ...], amount: int) -> DollarHold:
+        """Each process's share of the room: limit / expected_instances, or of the room Redis last reported
+        for these budgets in the same periods (so an outage never starts the day's spend again from zero)."""
         now = datetime.now(self._zone)
         periods = tuple(self._period(now, x.window) for x in limits)
+        known_periods, room = self._last_room.get(tuple(_key(x) for x in limits), ((), -1))
         remaining: int | None = None
         for limit, period in zip(limits, periods, strict=True):
             share = limit.limit_nusd // self._expected
+            if room >= 0 and known_periods in ((), periods):
+                share = min(share, room // self._expected)
             spent = self._local[(_key(limit), period)]
             if spent + amount > share:
                 raise BudgetShort(limit, self._reset(now, limit.window), max(0, share - spent))

@@ -95,3 +95,22 @@ def test_in_process_budgets_take_a_share_when_redis_is_shared_but_down() -> None
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_an_outage_does_not_start_the_day_again_from_zero() -> None:
+    async def scenario(server: RedisServer) -> None:
+        client = redis_client(server.url, timeout_ms=200)
+        budgets = DollarBudgets(client, None, expected_instances=2)
+        budget = limits("outage-team", 1.0)
+        try:
+            await budgets.reserve(budget, int(0.8 * USD))  # in Redis: 0.2 of the day's dollar left
+            server.stop()
+            with pytest.raises(BudgetShort):  # the share is half of the room Redis last reported, not $0.50
+                await budgets.reserve(budget, int(0.15 * USD))
+            hold = await budgets.reserve(budget, int(0.05 * USD))
+            assert not hold.shared and hold.remaining_nusd == int(0.05 * USD)
+        finally:
+            await client.aclose()
+
+    with RedisServer() as server:
+        asyncio.run(scenario(server))
