@@ -46,7 +46,7 @@ from gateway.ledger import LedgerWriter, price_table
 from gateway.ledger.rows import NANO_PER_USD, Row, usd
 from gateway.metering.dollars import DollarBudgets, DollarLimit
 from gateway.observe import logs
-from gateway.observe.metrics import Metrics
+from gateway.observe.metrics import GENAI_OPERATIONS, GENAI_PROVIDERS, Metrics
 from gateway.policy.engine import Decision, PolicyEngine
 from gateway.policy.gate import PolicyGate, RequestContext, RequestFacts
 from gateway.providers.base import answer_text
@@ -348,8 +348,13 @@ class Pipeline:
         then, for a stream that ended normally, its settled cost as an SSE comment (headers went first)."""
         relay = attempt.relay()
         ended = False
+        first = True
         try:
             async for out in relay:
+                if first:
+                    first = False
+                    ttft = time.perf_counter() - ctx.started
+                    self._metrics.genai_ttft.labels(**self._genai_labels(ctx, attempt)).observe(ttft)
                 yield out
             ended = True
         finally:
@@ -387,11 +392,22 @@ class Pipeline:
             usage.completion_tokens
         )
         m.cost.labels(team=team, use_case=use_case, provider=provider, model=model).inc(cost / NANO_PER_USD)
+        genai = self._genai_labels(ctx, attempt)
+        m.genai_tokens.labels(**genai, gen_ai_token_type="input").observe(usage.prompt_tokens)  # noqa: S106
+        m.genai_tokens.labels(**genai, gen_ai_token_type="output").observe(usage.completion_tokens)  # noqa: S106
         if usage.reported and usage.prompt_tokens > 0:
             m.token_estimate_ratio.labels(provider=provider, model=model).observe(
                 attempt.prompt_estimate / usage.prompt_tokens
             )
         return cost
+
+    @staticmethod
+    def _genai_labels(ctx: Context, attempt: Attempt) -> dict[str, str]:
+        return {
+            "gen_ai_operation_name": GENAI_OPERATIONS.get(ctx.api.endpoint, "chat"),
+            "gen_ai_provider_name": GENAI_PROVIDERS.get(attempt.provider.kind, attempt.provider.kind),
+            "gen_ai_request_model": attempt.route.model,
+        }
 
     def _ledger_rows(self, ctx: Context, costs: list[int]) -> None:
         """One ledger row per attempt, or one for a request that made none (refused when it was a 4xx/5xx)."""
@@ -473,6 +489,11 @@ class Pipeline:
         m = self._metrics
         m.requests.labels(team=team, use_case=use_case, provider=provider, model=model, status=str(ctx.status)).inc()
         costs = [self._account(ctx, attempt, team, use_case) for attempt in ctx.walk.tried]
+        for attempt in ctx.walk.tried:
+            if attempt.upstream_seconds is not None:
+                error = attempt.outcome if attempt.outcome != "ok" else ""
+                labels = self._genai_labels(ctx, attempt)
+                m.genai_duration.labels(**labels, error_type=error).observe(attempt.upstream_seconds)
         ctx.recorded = True
         ctx.usd_remaining = ctx.walk.usd_remaining()
         self._ledger_rows(ctx, costs)

@@ -8,6 +8,19 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1)
 
 
+_GENAI_TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+_GENAI_DURATION = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_GENAI_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# the semantic conventions' names for operations and providers (labels come from config, never input)
+GENAI_OPERATIONS = {"chat.completions": "chat", "messages": "chat", "responses": "chat", "embeddings": "embeddings"}
+GENAI_PROVIDERS = {
+    "openai": "openai",
+    "azure_openai": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+}
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
@@ -60,6 +73,29 @@ class Metrics:
         self.decision_logs = Counter(
             "gateway_decision_logs", "Decision log events by outcome", ["outcome"], registry=r
         )  # written | dropped (buffer full) | dropped_by_policy | retried
+        # OpenTelemetry GenAI semantic conventions, in Prometheus naming, with their bucket boundaries
+        genai = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"]
+        self.genai_tokens = Histogram(
+            "gen_ai_client_token_usage",
+            "Input and output tokens per provider call (gen_ai.client.token.usage)",
+            [*genai, "gen_ai_token_type"],
+            buckets=_GENAI_TOKENS,
+            registry=r,
+        )
+        self.genai_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of each provider call (gen_ai.client.operation.duration)",
+            [*genai, "error_type"],
+            buckets=_GENAI_DURATION,
+            registry=r,
+        )
+        self.genai_ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Request to the first streamed content sent to the client (gen_ai.server.time_to_first_token)",
+            genai,
+            buckets=_GENAI_TTFT,
+            registry=r,
+        )
         self.ledger_rows = Counter("gateway_ledger_rows", "Usage ledger rows written to the store", registry=r)
         self.ledger_spilled = Counter(
             "gateway_ledger_spilled_rows", "Usage ledger rows written to the spill file (store unreachable)", registry=r

@@ -336,3 +336,19 @@ def test_count_tokens_answered_by_the_gateway(gateway: GatewayThread, standins: 
 def _body(error: anthropic.APIStatusError) -> dict[str, Any]:
     assert isinstance(error.body, dict)
     return error.body
+
+
+def test_genai_semantic_convention_metrics(gateway: GatewayThread, standins: StandInServers) -> None:
+    client = gpt(gateway, "gw-demo-marketing")
+    list(client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True))
+    claude(gateway, "gw-demo-cardiology", **{"X-Use-Case": "discharge-summary"}).messages.create(
+        model="claude-sonnet-4", max_tokens=20, messages=MESSAGES
+    )
+    text = gateway.components.metrics.render().decode()
+    chat = 'gen_ai_operation_name="chat",gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o-mini"'
+    assert f'gen_ai_client_token_usage_bucket{{{chat},gen_ai_token_type="output",le="4.0"}}' in text
+    assert f'gen_ai_client_token_usage_bucket{{{chat},gen_ai_token_type="input",le="6.7108864e+07"}}' in text
+    assert f'gen_ai_server_time_to_first_token_seconds_bucket{{{chat},le="0.001"}}' in text
+    assert 'gen_ai_client_operation_duration_seconds_bucket{error_type="",gen_ai_operation_name="chat",' in text
+    assert 'gen_ai_provider_name="anthropic",gen_ai_request_model="claude-sonnet-4"' in text
+    assert 'le="81.92"' in text
