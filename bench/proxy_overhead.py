@@ -122,7 +122,7 @@ def bench_bundle(work: Path) -> Path:
 
 
 def start_gateway(
-    work: Path, nginx_port: int, redis_url: str | None = None, opa_url: str | None = None
+    work: Path, nginx_port: int, redis_url: str | None = None, opa_url: str | None = None, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     providers = [
@@ -136,19 +136,21 @@ def start_gateway(
         for name in ("openai-us", "azure-us-east", "azure-eu-west")
     ]
     config = {
-        "listen": {"host": "127.0.0.1", "port": port},
+        "listen": {"host": "127.0.0.1", "port": port, "workers": workers},
         "policy": {"bundle": str(bench_bundle(work)), "poll_seconds": 0},
         "providers": providers,
-        "prices": {"gpt-4o": {"input": 2.5, "output": 10.0}},
+        "prices": {"gpt-4o": {"input": 2.5, "output": 10.0}, "gpt-4o-mini": {"input": 0.15, "output": 0.6}},
+        "ledger": {"path": str(work / f"ledger-{port}.db"), "spill_path": str(work / f"ledger-{port}.spill")},
     }
     if redis_url:
         config["state"] = {"redis_url": redis_url, "timeout_ms": 200}
     if opa_url:
         config["policy"] = {"engine": "opa", "opa_url": opa_url, "timeout_ms": 500}
-    (work / "gateway.yaml").write_text(yaml.safe_dump(config))
-    log = open(work / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the process
+    config_path = work / f"gateway-{port}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    log = open(work / f"gateway-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(work / "gateway.yaml")],
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)],
         cwd=ROOT,
         stdout=log,
         stderr=log,
@@ -212,7 +214,12 @@ def main() -> None:
     parser.add_argument(
         "--opa-double", action="store_true", help="policy.engine: opa, against the OPA REST test double"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also run the gateway with this many workers (implies --redis)"
+    )
     args = parser.parse_args()
+    if args.workers > 1:
+        args.redis = True
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     script = work / "post.lua"
     script.write_text(
@@ -241,6 +248,10 @@ def main() -> None:
         gateway, gateway_port = start_gateway(work, nginx_port, redis_url, opa_url)
         procs.append(gateway)
         targets = {"direct (nginx)": nginx_port, "bare proxy": bare_port, "gateway": gateway_port}
+        if args.workers > 1:
+            several, several_port = start_gateway(work, nginx_port, redis_url, opa_url, workers=args.workers)
+            procs.append(several)
+            targets[f"gateway x{args.workers}"] = several_port
         for port in targets.values():  # warm up pools, prepared queries, tokenizer
             wrk(port, 4, 2, script)
         results: dict[str, dict[int, dict[str, float]]] = {name: {} for name in targets}
@@ -266,6 +277,11 @@ def _report(results: dict[str, dict[int, dict[str, float]]]) -> None:
         for connections, r in by_conn.items():
             print(f"{name:<16} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f}")
     print()
+    several = next((n for n in results if n.startswith("gateway x")), None)
+    if several:
+        for connections in results["gateway"]:
+            ratio = results[several][connections]["rps"] / results["gateway"][connections]["rps"]
+            print(f"c={connections:<3} {several} / one worker req/s = {ratio:.2f}x")
     for connections in results["gateway"]:
         gw, bare, direct = (results[n][connections] for n in ("gateway", "bare proxy", "direct (nginx)"))
         print(

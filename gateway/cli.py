@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="YAML config file (or GATEWAY_CONFIG)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="processes on one port (default listen.workers); >1 needs Redis")
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # i/N: set by the parent for its children
 
     demo = sub.add_parser("demo", help="run the gateway on embedded defaults against stand-in providers")
     demo.add_argument("--quiet-logs", action="store_true", help="do not echo the gateway's JSON log lines")
@@ -208,7 +210,9 @@ def _go_gc_tuned(argv: list[str]) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from gateway.server import serve
 
-    return serve(config_path=args.config, host=args.host, port=args.port)
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    return serve(config_path=args.config, host=args.host, port=args.port, workers=args.workers, worker=args.worker)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ class Listen:
     max_headers: int = 100
     header_timeout_seconds: float = 10.0  # headers must be complete within this (408 otherwise)
     max_unverified_body_reads: int = 64  # bodies read at once for credentials the policy has yet to verify
+    workers: int = 1  # processes on one port (SO_REUSEPORT); more than one needs state.redis_url
 
 
 @dataclass(frozen=True)
@@ -350,9 +351,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"config key budgets.time_zone: {settings.budgets.time_zone!r} is not a time zone") from None
     if settings.ledger.batch_size < 1 or settings.ledger.max_buffer < 1 or settings.ledger.checkpoint_every < 1:
         raise ConfigError("config key ledger needs batch_size, max_buffer and checkpoint_every >= 1")
-    if settings.state.workers > 1 and not settings.state.redis_url:
+    if settings.listen.workers < 1:
+        raise ConfigError("config key listen.workers must be at least 1")
+    if max(settings.state.workers, settings.listen.workers) > 1 and not settings.state.redis_url:
         raise ConfigError(
-            "state.workers > 1 needs state.redis_url: budgets and breakers must be shared between processes"
+            "listen.workers > 1 needs state.redis_url: budgets and breakers must be shared between processes"
         )
     logs = settings.policy.decision_logs
     if logs.sink == "http" and not (logs.url or "").startswith(("http://", "https://")):

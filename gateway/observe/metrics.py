@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1)
@@ -54,13 +56,20 @@ class Metrics:
         self.queue_wait = Histogram(
             "gateway_queue_wait_seconds", "Time waiting for an upstream cool-down", buckets=_LATENCY, registry=r
         )
-        self.breaker_state = Gauge("gateway_breaker_state", "0 closed, 1 half-open, 2 open", ["provider"], registry=r)
+        self.breaker_state = Gauge(
+            "gateway_breaker_state", "0 closed, 1 half-open, 2 open", ["provider"], registry=r, multiprocess_mode="max"
+        )
         self.failovers = Counter(
             "gateway_failovers", "Moves to the next route", ["from_provider", "to_provider", "reason"], registry=r
         )
-        self.bundle_info = Gauge("gateway_policy_bundle_info", "Active policy bundle", ["revision"], registry=r)
+        self.bundle_info = Gauge(
+            "gateway_policy_bundle_info", "Active policy bundle", ["revision"], registry=r, multiprocess_mode="max"
+        )
         self.state_fallback = Gauge(
-            "gateway_state_fallback", "1 while the shared state store is unreachable", registry=r
+            "gateway_state_fallback",
+            "1 while the shared state store is unreachable",
+            registry=r,
+            multiprocess_mode="max",
         )
         self.token_estimate_ratio = Histogram(
             "gateway_token_estimate_ratio",
@@ -106,4 +115,9 @@ class Metrics:
         self.bundle_info.labels(revision=revision).set(1)
 
     def render(self) -> bytes:
+        """This process's metrics; with several workers (PROMETHEUS_MULTIPROC_DIR set), every worker's, summed."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
         return generate_latest(self.registry)
