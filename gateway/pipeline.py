@@ -317,12 +317,15 @@ class Pipeline:
         return Response(body, media_type="application/json", headers=ctx.headers())
 
     async def _checked_output(self, answer: dict[str, Any], body: bytes, ctx: Context, parsed: Inbound) -> bytes:
-        """The second decision, on a whole answer: the detectors on what it says, then
-        data.gateway.output_decision: allow (as is), redact (the named types replaced), block (403)."""
+        """The second decision, on a whole answer: the detectors on what it says, then, when they found
+        anything (or failed), data.gateway.output_decision: allow (as is), redact (the named types
+        replaced), block (403). An answer without any signal is allowed without asking."""
         if parsed.endpoint == "embeddings" or ctx.asked is None or ctx.decision is None:
             return body  # vectors carry no text
         scanner = self._scanners.get(self._policy.mrn_patterns())
         signals = await scanner.scan(texts_in(answer))
+        if not signals.counts and not signals.error:
+            return body  # nothing for the output policy to act on: no second decision (half the policy cost)
         verdict = await self._gate.decide_output(*ctx.asked, signals.as_input(), ctx.decision)
         if verdict.verdict == "block":
             raise PolicyDenied(verdict.message, decision_id=ctx.decision.decision_id)
