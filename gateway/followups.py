@@ -10,6 +10,8 @@ provider (denied, never rerouted: no other provider holds the response). Nothing
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -48,6 +50,7 @@ class StoredResponses:
             )
             client_ip = request.client.host if request.client else None
             context = RequestContext(use_case, ctx.classification, client_ip)
+            ctx.asked = (principal, facts, context)
             decision = ctx.decision = await self._gate.decide(principal, facts, context)
             self._gate.admit(decision)
             if owner is None or owner.team != decision.team:
@@ -63,6 +66,8 @@ class StoredResponses:
             )
             if request.method == "DELETE":
                 await pipeline.owners.forget(response_id)
+            else:  # a stored answer is an answer: the same output decision as when it was made
+                body = await pipeline.checked_output(_json(body), body, ctx, "responses")
         except GatewayError as exc:
             return pipeline.respond_error(exc, ctx)
         pipeline.record(ctx)
@@ -79,3 +84,13 @@ class StoredResponses:
             if failure.status == 404:
                 raise NotFound("the provider no longer holds this response", decision_id=decision_id) from None
             raise UpstreamError("the provider failed to answer", decision_id=decision_id, retry_after=1) from None
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise UpstreamError("the provider's stored response is not JSON", retry_after=1) from None
+    if not isinstance(value, dict):
+        raise UpstreamError("the provider's stored response is not a JSON object", retry_after=1)
+    return value

@@ -307,7 +307,7 @@ class Pipeline:
         ctx.team_remaining = attempt.reservation.team_remaining
         body = result.answer.body
         try:
-            body = await self._checked_output(result.answer.completion, body, ctx, parsed)
+            body = await self.checked_output(result.answer.completion, body, ctx, parsed.endpoint)
         except GatewayError as exc:
             return self.respond_error(exc, ctx)  # recorded: the attempt's cost is in the ledger
         if ctx.decision and ctx.decision.log_level == "content":
@@ -316,11 +316,11 @@ class Pipeline:
         self.record(ctx)
         return Response(body, media_type="application/json", headers=ctx.headers())
 
-    async def _checked_output(self, answer: dict[str, Any], body: bytes, ctx: Context, parsed: Inbound) -> bytes:
+    async def checked_output(self, answer: dict[str, Any], body: bytes, ctx: Context, endpoint: str) -> bytes:
         """The second decision, on a whole answer: the detectors on what it says, then, when they found
         anything (or failed), data.gateway.output_decision: allow (as is), redact (the named types
         replaced), block (403). An answer without any signal is allowed without asking."""
-        if parsed.endpoint == "embeddings" or ctx.asked is None or ctx.decision is None:
+        if endpoint == "embeddings" or ctx.asked is None or ctx.decision is None:
             return body  # vectors carry no text
         scanner = self._scanners.get(self._policy.mrn_patterns())
         signals = await scanner.scan(texts_in(answer))

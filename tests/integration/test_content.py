@@ -147,3 +147,16 @@ def test_output_decision_on_whole_answers(gw: tuple[GatewayThread, Path], standi
     assert httpx.post(gateway.base_url + "/v1/messages", json=message, headers=MARKETING).status_code == 403
     response = {"model": "gpt-4o-mini", "input": "x"}
     assert httpx.post(gateway.base_url + "/v1/responses", json=response, headers=MARKETING).status_code == 403
+
+
+def test_a_stored_response_gets_the_same_output_decision(
+    gw: tuple[GatewayThread, Path], standins: StandInServers
+) -> None:
+    gateway, _ = gw
+    standins["azure-eu-west"].set_default(Behavior(text=f"Noted: SSN {SSN} and {MRN}."))
+    eu = {"Authorization": "Bearer gw-demo-eu-research"}
+    made = httpx.post(gateway.base_url + "/v1/responses", json={"model": "gpt-4o", "input": "x"}, headers=eu)
+    assert made.status_code == 200 and SSN not in made.text and "[REDACTED:SSN]" in made.text
+    stored = httpx.get(gateway.base_url + "/v1/responses/" + made.json()["id"], headers=eu)
+    assert stored.status_code == 200
+    assert SSN not in stored.text and "4417392" not in stored.text and "[REDACTED:MRN]" in stored.text
