@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -42,6 +43,7 @@ from gateway.metering.meter import Meter
 from gateway.metering.redis_store import RedisStore
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import Metrics
+from gateway.observe.tracing import Tracing, make_tracing
 from gateway.pipeline import Context, Pipeline
 from gateway.policy.decision_log import DecisionLogger
 from gateway.policy.embedded import EmbeddedEngine
@@ -72,9 +74,12 @@ class Components:
     redis: aioredis.Redis | None
     decision_log: DecisionLogger
     gate: PolicyGate
+    tracing: Tracing
 
 
-def build_components(settings: Settings, *, policy: PolicyEngine | None = None) -> Components:
+def build_components(
+    settings: Settings, *, policy: PolicyEngine | None = None, span_exporter: SpanExporter | None = None
+) -> Components:
     metrics = Metrics()
     if policy is None:
         policy = _policy_engine(settings, metrics)
@@ -102,14 +107,30 @@ def build_components(settings: Settings, *, policy: PolicyEngine | None = None) 
         meter = Meter(metrics)
         breakers = LocalBreakers(settings.breaker, probe_ttl=probe_ttl)
     queue = CooldownQueue(settings.queue.max_depth, metrics)
-    router = Router(settings, upstream, meter, breakers, queue, TokenCounter(), metrics, budgets=dollars)
+    tracing = make_tracing(settings.telemetry.otlp_endpoint, exporter=span_exporter)
+    counter = TokenCounter()
+    router = Router(
+        settings, upstream, meter, breakers, queue, counter, metrics, budgets=dollars, tracer=tracing.tracer
+    )
     decision_log = DecisionLogger(settings.policy.decision_logs, metrics, masker=policy.masker)
     gate = PolicyGate(policy, metrics, decision_log)
     ledger = build_writer(settings, metrics)
-    pipeline = Pipeline(settings, policy, gate, router, metrics, owners, ledger, dollars)
+    pipeline = Pipeline(settings, policy, gate, router, metrics, owners, ledger, dollars, tracing.tracer)
     stored = StoredResponses(settings, gate, upstream, pipeline)
     return Components(
-        settings, metrics, policy, upstream, meter, breakers, router, pipeline, stored, client, decision_log, gate
+        settings,
+        metrics,
+        policy,
+        upstream,
+        meter,
+        breakers,
+        router,
+        pipeline,
+        stored,
+        client,
+        decision_log,
+        gate,
+        tracing,
     )
 
 
@@ -121,9 +142,12 @@ def _policy_engine(settings: Settings, metrics: Metrics) -> PolicyEngine:
     return EmbeddedEngine(p.bundle, verification_key=key, poll_seconds=p.poll_seconds, on_activate=metrics.set_bundle)
 
 
-def build_app(settings: Settings, *, policy: PolicyEngine | None = None) -> Starlette:
-    """The gateway: routes read their components from `request.app.state.components`."""
-    c = build_components(settings, policy=policy)
+def build_app(
+    settings: Settings, *, policy: PolicyEngine | None = None, span_exporter: SpanExporter | None = None
+) -> Starlette:
+    """The gateway: routes read their components from `request.app.state.components`. `span_exporter`:
+    where traces go instead of `telemetry.otlp_endpoint` (the tests' in-memory exporter)."""
+    c = build_components(settings, policy=policy, span_exporter=span_exporter)
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -308,6 +332,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         if c.pipeline.ledger is not None:
             await c.pipeline.ledger.close()
         await c.breakers.close()
+        c.tracing.shutdown()
         await c.meter.close()
         await c.decision_log.close()
         await c.policy.close()

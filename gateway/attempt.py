@@ -35,11 +35,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 import aiohttp
 import anyio
+from opentelemetry.trace import NoOpTracer, Span, Tracer
 
 from gateway.forward import CAUGHT, SENT_REASONS, AttemptFailed, Sent, Upstream, translate
 from gateway.inbound import Inbound
@@ -47,6 +48,7 @@ from gateway.ledger.rows import Prices, cost_nusd
 from gateway.metering.dollars import DollarBudgets, DollarHold
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.tokens import TokenCounter
+from gateway.observe.tracing import fail, inject
 from gateway.policy.engine import Route
 from gateway.providers.base import Adapter, Answer, StreamState, StreamTranslator, UpstreamRequest, Usage, answer_text
 from gateway.providers.sse import Event, SSEParser
@@ -68,6 +70,7 @@ class Services:
     counter: TokenCounter
     prices: dict[str, Prices]  # every served model's (checked at start)
     budgets: DollarBudgets | None = None
+    tracer: Tracer = field(default_factory=NoOpTracer)
 
 
 def as_failure(exc: Exception, *, stage: str) -> AttemptFailed:
@@ -103,6 +106,7 @@ class Attempt:
         self.upstream_started = time.perf_counter()
         self.upstream_seconds: float | None = None
         self.dollars = dollars  # this attempt's reservation in the team's dollar budgets, if it has any
+        self.span: Span | None = None  # its CLIENT span (tracing.py), ended when the attempt finishes
         self.cost_nusd = 0  # what the attempt cost, once finished (nano-dollars)
         self.started_at = time.time()  # wall clock, for the ledger
         self.ended_at: float | None = None
@@ -243,6 +247,7 @@ class Attempt:
 
     async def _open(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
         self.upstream_started = time.perf_counter()
+        inject(request.headers, self.span)  # W3C traceparent: the provider may join the trace
         return await self._services.upstream.open(self.provider, request, sent=self._sent)
 
     async def _fail(self, failure: AttemptFailed) -> NoReturn:
@@ -282,3 +287,21 @@ class Attempt:
                     await s.breakers.release_probe(self.provider.name)
             else:
                 await s.breakers.record(self.provider.name, ok, probe=self.probe)
+        self._end_span(usage)
+
+    def _end_span(self, usage: Usage) -> None:
+        span = self.span
+        if span is None:
+            return
+        span.set_attributes(
+            {
+                "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                "gen_ai.usage.output_tokens": usage.completion_tokens,
+                "gen_ai.usage.cached_input_tokens": usage.cached_tokens,
+                "gateway.cost_nusd": self.cost_nusd,
+            }
+        )
+        span.add_event("settled", {"tokens": usage.prompt_tokens + usage.completion_tokens})
+        if self.outcome != "ok":
+            fail(span, self.outcome)
+        span.end()

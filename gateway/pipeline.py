@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from opentelemetry import trace
+from opentelemetry.trace import NoOpTracer, Span, Tracer
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -47,6 +49,7 @@ from gateway.ledger.rows import NANO_PER_USD, Row, usd
 from gateway.metering.dollars import DollarBudgets, DollarLimit
 from gateway.observe import logs
 from gateway.observe.metrics import GENAI_OPERATIONS, GENAI_PROVIDERS, Metrics
+from gateway.observe.tracing import SpanKind, attributes, fail
 from gateway.policy.engine import Decision, PolicyEngine
 from gateway.policy.gate import PolicyGate, RequestContext, RequestFacts
 from gateway.providers.base import answer_text
@@ -83,6 +86,7 @@ class Context:
     recorded: bool = False
     usd_remaining: int | None = None  # nano-dollars left in the tightest dollar budget after this request
     asked: tuple[authn.Principal, RequestFacts, RequestContext] | None = None  # what the decision was asked
+    span: Span | None = None  # the request's SERVER span, ended by record()
     upstream_seconds: float | None = None
     team_remaining: float | None = None
     walk: Walk = field(default_factory=Walk)
@@ -123,7 +127,9 @@ class Pipeline:
         owners: ResponseOwners,
         ledger: LedgerWriter | None = None,
         budgets: DollarBudgets | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer or NoOpTracer()
         self._gate = gate
         self.ledger = ledger
         self._budgets = budgets
@@ -142,6 +148,13 @@ class Pipeline:
 
     async def __call__(self, request: Request, api: Api = CHAT) -> Response:
         ctx = Context(api)
+        operation = GENAI_OPERATIONS.get(api.endpoint, "chat")
+        ctx.span = self._tracer.start_span(operation, kind=SpanKind.SERVER)
+        ctx.span.set_attributes(attributes(gen_ai__operation__name=operation, http__route=api.endpoint))
+        with trace.use_span(ctx.span, end_on_exit=False):
+            return await self._handle(request, api, ctx)
+
+    async def _handle(self, request: Request, api: Api, ctx: Context) -> Response:
         try:
             principal = api.credential(request.headers)
             raw = await self._read_body(request, authn.precheck(principal, self._policy.known_api_key_hashes()))
@@ -215,7 +228,12 @@ class Pipeline:
         client_ip = request.client.host if request.client else None
         context = RequestContext(use_case, ctx.classification, client_ip)
         ctx.asked = (principal, facts, context)
-        decision = ctx.decision = await self._gate.decide(principal, facts, context)
+        if served is not None and ctx.span is not None:  # a served model's name, never client text
+            ctx.span.update_name(f"{GENAI_OPERATIONS.get(parsed.endpoint, 'chat')} {parsed.model}")
+            ctx.span.set_attribute("gen_ai.request.model", parsed.model)
+        with self._tracer.start_as_current_span("policy decision") as span:
+            decision = ctx.decision = await self._gate.decide(principal, facts, context)
+            span.set_attributes(attributes(gateway__decision_id=decision.decision_id, gateway__allow=decision.allow))
         self._gate.admit(decision)
         if served is None:  # only now: nothing about models is said to a stranger
             raise InvalidRequest(
@@ -405,6 +423,33 @@ class Pipeline:
         return cost
 
     @staticmethod
+    def _end_span(ctx: Context, provider: str, model: str) -> None:
+        span = ctx.span
+        if span is None:
+            return
+        d = ctx.decision
+        last = ctx.walk.tried[-1] if ctx.walk.tried else None
+        span.set_attributes(
+            attributes(
+                gen_ai__provider__name=GENAI_PROVIDERS.get(last.provider.kind, "") if last else None,
+                gen_ai__response__model=model or None,
+                gen_ai__usage__input_tokens=ctx.prompt_tokens,
+                gen_ai__usage__output_tokens=ctx.completion_tokens,
+                http__response__status_code=ctx.status,
+                gateway__provider=provider or None,
+                gateway__decision_id=d.decision_id if d else None,
+                gateway__team=(d.team or None) if d else None,
+                gateway__use_case=(d.use_case or None) if d else None,
+                gateway__attempts=ctx.walk.attempts,
+                gateway__cost_nusd=ctx.cost_nusd,
+            )
+        )
+        if ctx.error_code:
+            fail(span, ctx.error_code)
+        span.end()
+        ctx.span = None
+
+    @staticmethod
     def _genai_labels(ctx: Context, attempt: Attempt) -> dict[str, str]:
         return {
             "gen_ai_operation_name": GENAI_OPERATIONS.get(ctx.api.endpoint, "chat"),
@@ -499,6 +544,7 @@ class Pipeline:
                 m.genai_duration.labels(**labels, error_type=error).observe(attempt.upstream_seconds)
         ctx.recorded = True
         ctx.usd_remaining = ctx.walk.usd_remaining()
+        self._end_span(ctx, provider, model)
         self._ledger_rows(ctx, costs)
         m.request_duration.labels(provider=provider).observe(elapsed)
         last = ctx.walk.tried[-1] if ctx.walk.tried else None

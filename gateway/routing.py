@@ -31,6 +31,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import NoOpTracer
+
 from gateway.attempt import Attempt, Services
 from gateway.errors import (
     BudgetExceeded,
@@ -49,7 +51,8 @@ from gateway.metering.dollars import BudgetShort, DollarBudgets, DollarHold, Dol
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
-from gateway.observe.metrics import Metrics
+from gateway.observe.metrics import GENAI_OPERATIONS, GENAI_PROVIDERS, Metrics
+from gateway.observe.tracing import SpanKind, Tracer, attributes
 from gateway.policy.engine import Decision
 from gateway.providers.base import Answer
 from gateway.providers.registry import adapter_for, serves
@@ -109,6 +112,7 @@ class Router:
         *,
         prices: dict[str, Prices] | None = None,
         budgets: DollarBudgets | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
         self._budgets = budgets
@@ -118,7 +122,8 @@ class Router:
         self._queue = queue
         self._counter = counter
         self._metrics = metrics
-        self._services = Services(upstream, meter, breakers, counter, self._prices, budgets)
+        self._tracer = tracer or NoOpTracer()
+        self._services = Services(upstream, meter, breakers, counter, self._prices, budgets, self._tracer)
         self._providers = {p.name: p for p in settings.providers}
 
     async def estimate(self, request: Inbound) -> int:
@@ -193,6 +198,17 @@ class Router:
                     dollars=hold,
                 )
                 walk.tried.append(attempt)
+                attempt.span = self._tracer.start_span(
+                    f"{GENAI_OPERATIONS.get(request.endpoint, 'chat')} {route.model}",
+                    kind=SpanKind.CLIENT,
+                    attributes=attributes(
+                        gen_ai__operation__name=GENAI_OPERATIONS.get(request.endpoint, "chat"),
+                        gen_ai__provider__name=GENAI_PROVIDERS.get(provider.kind, provider.kind),
+                        gen_ai__request__model=route.model,
+                        gateway__provider=provider.name,
+                        gateway__attempt=walk.attempts,
+                    ),
+                )
                 try:
                     if request.stream:
                         await attempt.open_stream(request, max_tokens, keep_text=keep_text)

@@ -156,6 +156,11 @@ class Price:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    otlp_endpoint: str | None = None  # OTLP/HTTP collector (e.g. http://127.0.0.1:4318); null: no traces
+
+
+@dataclass(frozen=True)
 class BudgetSettings:
     """Dollar budgets (the decision's usd_per_day / usd_per_month): calendar windows in this time zone."""
 
@@ -206,6 +211,7 @@ class Settings:
     prices_version: str = "unversioned"  # carried by every ledger row: which price table priced it
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -351,6 +357,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"config key budgets.time_zone: {settings.budgets.time_zone!r} is not a time zone") from None
     if settings.ledger.batch_size < 1 or settings.ledger.max_buffer < 1 or settings.ledger.checkpoint_every < 1:
         raise ConfigError("config key ledger needs batch_size, max_buffer and checkpoint_every >= 1")
+    endpoint = settings.telemetry.otlp_endpoint
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError("config key telemetry.otlp_endpoint must be an http(s) URL")
     if settings.listen.workers < 1:
         raise ConfigError("config key listen.workers must be at least 1")
     if max(settings.state.workers, settings.listen.workers) > 1 and not settings.state.redis_url:

@@ -81,9 +81,9 @@ def gateway_config(standins: StandInServers, **overrides: Any) -> dict[str, Any]
 class GatewayThread:
     """The real app under uvicorn, in a thread of this process (for tests that call it with the SDK)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, span_exporter: Any = None) -> None:
         self.settings = settings
-        self.app = build_app(settings)
+        self.app = build_app(settings, span_exporter=span_exporter)
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.bind(("127.0.0.1", 0))
