@@ -7,6 +7,7 @@ import pytest
 
 from gateway.demo.standins import StandInServers
 from tests.harness import ADMIN_TOKEN, GatewayThread, close_sdk_clients, settings_for, standins_running
+from tests.redis_cluster import RedisCluster
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,13 @@ def gateway(standins: StandInServers) -> Iterator[GatewayThread]:
     os.environ["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
     with GatewayThread(settings_for(standins)) as gw:
         yield gw
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A private three-master Redis Cluster, shared by the contract suites that run on it."""
+    with RedisCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,9 @@ bounded by the same timeout, so only a genuinely slow or dead Redis counts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import typing
 from importlib import resources
 from typing import Any
 
@@ -24,7 +26,19 @@ STORE_ERRORS = (RedisError, OSError, TimeoutError)  # what a store call raises w
 
 
 def redis_client(url: str, *, timeout_ms: int) -> aioredis.Redis:
+    """A client for `redis://` (one server) or `redis+cluster://` / `rediss+cluster://` (a Redis Cluster: any
+    node's address; every script's keys share one hash tag, so each runs on one node)."""
     seconds = timeout_ms / 1000
+    scheme, sep, rest = url.partition("+cluster://")
+    if sep:
+        cluster = BoundedCluster.from_url(
+            f"{scheme}://{rest}",
+            socket_timeout=seconds,
+            socket_connect_timeout=seconds,
+            max_connections=MAX_CONNECTIONS,
+        )
+        # the same commands and scripts as a single server: callers only use what both provide
+        return typing.cast(aioredis.Redis, cluster)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
@@ -36,9 +50,26 @@ def redis_client(url: str, *, timeout_ms: int) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
 
 
+class BoundedCluster(aioredis.RedisCluster):
+    """A cluster client whose commands wait for one of MAX_CONNECTIONS slots: redis-py's cluster client fails
+    at once (MaxConnectionsError) past its per-node pool, which under load would look like an outage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slots:
+            return await super().execute_command(*args, **kwargs)
+
+
 async def drop_connections(client: aioredis.Redis) -> None:
     """Close every pooled connection, so the first command after Redis returns opens a fresh one
     instead of discovering the dead ones one failure at a time."""
+    if isinstance(client, aioredis.RedisCluster):
+        with contextlib.suppress(RedisError, OSError):
+            await client.nodes_manager.initialize()  # a fresh slot map: a failed master's replica may serve now
+        return
     with contextlib.suppress(RedisError, OSError):
         await client.connection_pool.disconnect(inuse_connections=False)
 

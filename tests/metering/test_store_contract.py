@@ -1,4 +1,5 @@
-"""One contract, two stores: the in-process store and the Redis store (a real redis-server) must agree."""
+"""One contract, three stores: the in-process store and the Redis store, on a real redis-server and on a
+real three-master Redis Cluster, must agree."""
 
 from __future__ import annotations
 
@@ -33,13 +34,16 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[tuple[BudgetStore, Any]]:
     if request.param == "memory":
         yield MemoryStore(), None
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    client = redis_client(server.url, timeout_ms=1000)
+    if request.param == "cluster":  # a real three-master Redis Cluster: every script's keys in one slot
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_server").url
+    client = redis_client(url, timeout_ms=1000)
     await client.flushdb()
     yield RedisStore(client), client
     await client.aclose()

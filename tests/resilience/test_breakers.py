@@ -46,8 +46,11 @@ async def _make_pair(request: pytest.FixtureRequest, settings: BreakerSettings) 
         local = LocalBreakers(settings)
         yield Pair(local, local)
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    clients = [redis_client(server.url, timeout_ms=500) for _ in range(2)]
+    if request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
+    else:
+        url = request.getfixturevalue("redis_server").url
+    clients = [redis_client(url, timeout_ms=500) for _ in range(2)]
     await clients[0].flushdb()
     instances = [SharedBreakers(c, settings, Metrics(), outage=Outage(c, Metrics())) for c in clients]
     for i in instances:
@@ -58,13 +61,13 @@ async def _make_pair(request: pytest.FixtureRequest, settings: BreakerSettings) 
         await c.aclose()
 
 
-@pytest.fixture(params=["local", "shared"])
+@pytest.fixture(params=["local", "shared", "cluster"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     async for made in _make_pair(request, SETTINGS):
         yield made
 
 
-@pytest.fixture(params=["local", "shared"])
+@pytest.fixture(params=["local", "shared", "cluster"])
 async def slow_pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     async for made in _make_pair(request, dataclasses.replace(SETTINGS, open_seconds=5.0)):
         yield made
