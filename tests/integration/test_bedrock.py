@@ -214,7 +214,7 @@ def test_no_phi_canary_leaves_through_bedrock(servers: StandInServers, tmp_path:
     assert STANDIN_AWS["AWS_SECRET_ACCESS_KEY"] not in output and "Signature=" not in output
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(chat=near_valid, message=messages_bodies)
 def test_fuzzed_bodies_through_bedrock_never_5xx(
     gw: GatewayThread, chat: dict[str, Any], message: dict[str, Any]

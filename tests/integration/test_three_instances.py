@@ -1,6 +1,6 @@
 """Three gateway processes, one real Redis, two teams sharing one provider: budgets hold across instances.
 
-Runs for 95 seconds (GATEWAY_THREE_INSTANCE_SECONDS for a longer soak): every 60-second window in it is
+Runs for 80 seconds (GATEWAY_THREE_INSTANCE_SECONDS for a longer soak): every 60-second window in it is
 checked, the window edge included. Three teams:
 two on OpenAI-shaped providers, one on Anthropic, with streams that clients
 cancel on both kinds. Checks:
@@ -39,7 +39,7 @@ from gateway.policy import bundle
 from tests.factories import REGO
 from tests.harness import GatewayProcess, RedisServer, gateway_config, standins_running
 
-DURATION = float(os.environ.get("GATEWAY_THREE_INSTANCE_SECONDS", "95"))
+DURATION = float(os.environ.get("GATEWAY_THREE_INSTANCE_SECONDS", "80"))
 TEAM_LIMIT = 30_000
 PROVIDER_LIMIT = 40_000
 PER_TEAM_CONCURRENCY = 4

@@ -9,7 +9,7 @@ writes them byte for byte. After every case:
 - every half-open probe permit was returned;
 - a stream's settled completion tokens are never fewer than the content deltas the client received.
 
-GATEWAY_PROPERTY_EXAMPLES sets the number of cases per adapter (default 1200; more for a soak run).
+GATEWAY_PROPERTY_EXAMPLES sets the number of cases per adapter (default 800; more for a soak run).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from gateway.routing import Completed, Router, Walk
 from gateway.settings import Settings, from_dict
 from tests.harness import PRICES
 
-EXAMPLES = int(os.environ.get("GATEWAY_PROPERTY_EXAMPLES", "1200"))
+EXAMPLES = int(os.environ.get("GATEWAY_PROPERTY_EXAMPLES", "800"))
 MODELS = {"openai": "gpt-4o", "azure_openai": "gpt-4o", "anthropic": "claude-sonnet-4"}
 
 # -- drawn answers ----------------------------------------------------------------
