@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--ignore", action="append", default=[], help="file or folder name pattern to leave out")
     test.add_argument("-z", "--exit-zero-on-skipped", action="store_true", help="skipped tests do not fail the run")
     test.add_argument("--fail-on-empty", action="store_true", help="exit 1 when no test is found")
+    test.add_argument("-t", "--timeout", default="5s", help="per-test timeout, a Go duration (5s, 500ms; 0: none)")
+    test.add_argument("-b", "--bundle", action="store_true", help="load the paths as bundles (folders or .tar.gz)")
+    test.add_argument("--v0-compatible", action="store_true", help="read modules written in Rego v0 syntax")
+    test.add_argument("--explain", choices=["fails", "full", "notes", "debug"], help="traces to show (implies -v)")
+    test.add_argument("--var-values", action="store_true", help="show local variable values in traces")
     check = policy.add_parser("check", help="compile policies; errors as file:row: message")
     check.add_argument("paths", nargs="*", default=["rego"])
     evaluate = policy.add_parser("eval", help="print the decision for one input")
@@ -141,7 +146,7 @@ def _policy_test(args: argparse.Namespace) -> int:
     from gateway.policy import testing
 
     options = testing.Options(
-        verbose=args.verbose,
+        verbose=args.verbose or args.explain is not None,
         coverage=args.coverage,
         threshold=args.threshold,
         fmt="json" if args.format == "json" else "plain",
@@ -149,8 +154,22 @@ def _policy_test(args: argparse.Namespace) -> int:
         ignore=[p for arg in args.ignore for p in arg.split(",") if p],
         exit_zero_on_skipped=args.exit_zero_on_skipped,
         fail_on_empty=args.fail_on_empty,
+        timeout_ns=_go_duration(args.timeout),
+        bundle=args.bundle,
+        v0_compatible=args.v0_compatible,
+        explain=args.explain or "default",
+        var_values=args.var_values,
     )
     return testing.main(args.paths, options, out=sys.stdout, err=sys.stderr)
+
+
+def _go_duration(text: str) -> int:
+    from gateway.policy.testing import parse_go_duration
+
+    try:
+        return parse_go_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from exc
 
 
 def _policy_check(args: argparse.Namespace) -> int:

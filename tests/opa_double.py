@@ -10,14 +10,13 @@ Faults are scripted per request: latency, an HTTP status, a garbage body, a drop
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from opa_bindings import OpaUndefinedError
+from opa_bindings import OpaError, OpaUndefinedError
 
 from gateway.demo.standins import BackgroundLoop, serve_local
 from gateway.policy import bundle
@@ -40,6 +39,7 @@ class OpaDouble:
         self.faults: deque[Fault] = deque()
         self.default = Fault()
         self.requests = 0
+        self.strict_queries = 0  # queries that asked for ?strict-builtin-errors
         self.port = 0
         self._background: BackgroundLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -72,8 +72,16 @@ class OpaDouble:
         answer: dict[str, Any] = {"decision_id": str(uuid.uuid4())}
         if "provenance" in request.query:
             answer["provenance"] = {"version": "double", "bundles": {"gateway": {"revision": self.revision}}}
-        with contextlib.suppress(OpaUndefinedError):
+        self.strict_queries += "strict-builtin-errors" in request.query
+        try:
             answer["result"] = self._engine.eval_document(path, body.get("input"))
+        except OpaUndefinedError:
+            pass
+        except OpaError as exc:  # as OPA answers a strict-builtin-errors query whose built-in failed
+            if "strict-builtin-errors" not in request.query:  # OPA would be non-strict: this double cannot be
+                return web.json_response({"code": "not_implemented", "message": "non-strict"}, status=501)
+            error = {"code": "internal_error", "message": exc.message, "errors": [{"code": exc.code}]}
+            return web.json_response(error, status=500)
         return web.json_response(answer)
 
     async def _health(self, request: web.Request) -> web.Response:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from gateway.errors import BundleError
-from gateway.policy import jws
+from gateway.policy import jws, v0
 
 MANIFEST = ".manifest"
 SIGNATURES = ".signatures.json"
@@ -205,7 +205,14 @@ def _pack(entries: dict[str, bytes]) -> bytes:
 
 def read(blob: bytes, *, verification_key: bytes | None = None, require_signature: bool = False) -> Bundle:
     """Parse and check a bundle. With a key, the signature must verify and cover every file."""
-    entries = _unpack(blob)
+    return from_files(_unpack(blob), verification_key=verification_key, require_signature=require_signature)
+
+
+def from_files(
+    entries: dict[str, bytes], *, verification_key: bytes | None = None, require_signature: bool = False
+) -> Bundle:
+    """A bundle from its files by bundle path (a tarball's members, or a folder's files)."""
+    entries = dict(entries)
     manifest = _manifest(entries.get(MANIFEST))
     roots = tuple(manifest["roots"])
     signature = entries.pop(SIGNATURES, None)
@@ -220,12 +227,41 @@ def read(blob: bytes, *, verification_key: bytes | None = None, require_signatur
     for name, content in sorted(entries.items()):
         base = posixpath.basename(name)
         if name.endswith(".rego"):
-            modules[name] = _module(name, content, roots)
+            source = _module(name, content, roots)
+            modules[name] = v0.to_v1(source) if manifest["rego_version"] == 0 else source
         elif base in DATA_FILES:
             _merge_data(data, name, content, roots)
     if not modules:
         raise BundleError("bundle holds no Rego modules")
     return Bundle(str(manifest["revision"]), roots, modules, data, entries, signed=signature is not None)
+
+
+def read_path(path: str) -> Bundle:
+    """A bundle from a .tar.gz or a folder (as `opa test -b` / `opa run -b` take them); modules are named by
+    their path on disk for a folder, by `/`-rooted bundle path for a tarball, as OPA prints locations."""
+    where = Path(path)
+    if where.is_dir():
+        files = {p.relative_to(where).as_posix(): p.read_bytes() for p in sorted(where.rglob("*")) if p.is_file()}
+        found = from_files(files)
+        prefix = where.as_posix().rstrip("/") + "/"
+    elif where.is_file():
+        found = read(where.read_bytes())
+        prefix = "/"
+    else:
+        raise BundleError(f"{path}: no such file or directory")
+    modules = {prefix + name: source for name, source in found.modules.items()}
+    return Bundle(found.revision, found.roots, modules, found.data, found.files, found.signed)
+
+
+def merge_into(tree: dict[str, Any], data: dict[str, Any]) -> None:
+    """Several bundles' data in one tree; a path two bundles both set is a conflict (their roots overlap)."""
+    for key, value in data.items():
+        if key in tree and isinstance(tree[key], dict) and isinstance(value, dict):
+            merge_into(tree[key], value)
+        elif key in tree:
+            raise BundleError(f"data path {key!r} is set by two bundles")
+        else:
+            tree[key] = value
 
 
 def _unpack(blob: bytes) -> dict[str, bytes]:
@@ -267,7 +303,7 @@ def _safe_name(name: str) -> str:
 
 def _manifest(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
-        return {"revision": "", "roots": [""]}
+        return {"revision": "", "roots": [""], "rego_version": 1}
     try:
         manifest = json.loads(raw)
     except ValueError as exc:
@@ -284,7 +320,10 @@ def _manifest(raw: bytes | None) -> dict[str, Any]:
         for b in roots[i + 1 :]:
             if _contains(a, b) or _contains(b, a):
                 raise BundleError(f".manifest roots {a!r} and {b!r} overlap")
-    return {"revision": revision, "roots": roots}
+    rego_version = manifest.get("rego_version", 1)
+    if rego_version not in (0, 1) or isinstance(rego_version, bool):
+        raise BundleError(".manifest rego_version must be 0 or 1")
+    return {"revision": revision, "roots": roots, "rego_version": rego_version}
 
 
 def _contains(root: str, path: str) -> bool:

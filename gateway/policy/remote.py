@@ -7,6 +7,11 @@ a 403 deny. Never an allow. The client is opa-python-client's AsyncOpaClient
 with retries off (a retry cannot fit a per-request budget of milliseconds)
 and one pooled session, so a decision costs one loopback round trip.
 The bundle revision comes from each answer's provenance (`?provenance=true`).
+Every query asks for `?strict-builtin-errors=true`: a built-in that fails is
+an error (a 500, so a deny), as in the embedded engine, whose strict mode is
+fixed. Without it OPA would make the expression undefined, and the two modes
+could decide the same input differently (a `deny` rule whose built-in fails
+would quietly not deny).
 Decision logs, with the bundle's masks, are OPA's own job in this mode.
 """
 
@@ -26,6 +31,7 @@ from gateway.policy.engine import Decision, Masker, PolicyQueryError, fail_close
 
 log = logging.getLogger("gateway.policy")
 HEALTH_SECONDS = 5.0
+_STRICT = {"strict-builtin-errors": True}
 
 
 class RemoteEngine:
@@ -74,7 +80,9 @@ class RemoteEngine:
         package, _, rule = path.rpartition(".")
         try:
             async with asyncio.timeout(self._timeout):
-                answer = await self._client.query_rule(policy_input, package.replace(".", "/"), rule)
+                answer = await self._client.query_rule(
+                    policy_input, package.replace(".", "/"), rule, query_params=_STRICT
+                )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise PolicyQueryError(type(exc).__name__) from exc
         if not isinstance(answer, dict) or "result" not in answer:
@@ -95,7 +103,7 @@ class RemoteEngine:
         try:
             async with asyncio.timeout(self._timeout):
                 answer = await self._client.query_rule(
-                    policy_input, "gateway", "decision", query_params={"provenance": True}
+                    policy_input, "gateway", "decision", query_params={"provenance": True, **_STRICT}
                 )
         except TimeoutError:
             return self._failed("timeout", "the policy server did not answer in time", decision_id)

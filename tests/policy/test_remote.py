@@ -164,3 +164,26 @@ def test_connection_is_reused(double: OpaDouble) -> None:
         return elapsed
 
     assert asyncio.run(scenario()) < 0.02
+
+
+BUILTIN_FAILS = b"""package gateway
+
+decision := {"allow": true, "providers": [], "reasons": []} if to_number(input.request.model) > 0
+"""
+
+
+def test_a_failing_builtin_denies_in_both_engines_and_the_sidecar_is_asked_for_strict_mode() -> None:
+    """OPA's default makes a failing built-in undefined; the embedded engine's strict mode is fixed, so the
+    sidecar is queried with ?strict-builtin-errors=true: the same input gets the same (closed) answer."""
+    blob = bundle._pack({".manifest": b'{"revision": "b", "roots": ["gateway"]}', "gateway/x.rego": BUILTIN_FAILS})
+    server = OpaDouble(blob).start()
+    embedded = EmbeddedEngine("inline", poll_seconds=0)
+    embedded.activate(blob)
+    try:
+        remote_decision = asyncio.run(_one(server.url))
+        embedded_decision = embedded.decide_sync(policy_input(model="gpt-4o"))
+    finally:
+        server.stop()
+    assert server.strict_queries >= 1
+    assert not remote_decision.allow and remote_decision.error == "server_error"
+    assert not embedded_decision.allow and embedded_decision.error is not None
