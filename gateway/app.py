@@ -139,7 +139,13 @@ def _policy_engine(settings: Settings, metrics: Metrics) -> PolicyEngine:
     if p.engine == "opa":
         return RemoteEngine(p.opa_url, timeout_ms=p.timeout_ms, token_env=p.opa_token_env)
     key = Path(p.verification_key).read_bytes() if p.verification_key else None
-    return EmbeddedEngine(p.bundle, verification_key=key, poll_seconds=p.poll_seconds, on_activate=metrics.set_bundle)
+    return EmbeddedEngine(
+        p.bundle,
+        verification_key=key,
+        poll_seconds=p.poll_seconds,
+        on_activate=metrics.set_bundle,
+        cache_entries=p.decision_cache_entries,
+    )
 
 
 def build_app(

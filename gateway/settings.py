@@ -71,6 +71,7 @@ class PolicySettings:
     opa_url: str = "http://127.0.0.1:8181"
     opa_token_env: str | None = None  # env var holding a bearer token for the OPA server
     timeout_ms: int = 100
+    decision_cache_entries: int = 10_000  # embedded engine: exact answers kept per bundle; 0 turns the cache off
     decision_logs: DecisionLogSettings = field(default_factory=DecisionLogSettings)
 
 
@@ -373,6 +374,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("config key policy.opa_url must be an http(s) URL")
     if settings.policy.timeout_ms < 1:
         raise ConfigError("config key policy.timeout_ms must be at least 1")
+    if settings.policy.decision_cache_entries < 0:
+        raise ConfigError("config key policy.decision_cache_entries must be 0 (off) or more")
     if settings.state.expected_instances < 1 or settings.queue.max_retries_per_route < 0:
         raise ConfigError("config keys state.expected_instances >= 1 and queue.max_retries_per_route >= 0")
     listen = settings.listen

@@ -27,6 +27,7 @@ from gateway.errors import BundleError
 from gateway.policy import bundle as bundles
 from gateway.policy import masking
 from gateway.policy.compiler import compile_engine
+from gateway.policy.decision_cache import DecisionCache
 from gateway.policy.engine import Decision, Masker, PolicyQueryError, fail_closed, new_decision_id, parse_decision
 
 log = logging.getLogger("gateway.policy")
@@ -42,6 +43,7 @@ class _Active:
     digest: str
     known_keys: frozenset[str] | None  # data.gateway.authn.known_api_key_hashes, None when the policy has none
     mrn_patterns: tuple[str, ...] = ()  # data.gateway.config.content.mrn_patterns
+    cache: DecisionCache | None = None  # exact answers by the input fields the policy reads
 
 
 class EmbeddedEngine:
@@ -52,11 +54,13 @@ class EmbeddedEngine:
         verification_key: bytes | None = None,
         poll_seconds: float = 30.0,
         on_activate: Callable[[str], None] | None = None,
+        cache_entries: int = 10_000,
     ) -> None:
         self._source = source
         self._key = verification_key
         self._poll_seconds = poll_seconds
         self._on_activate = on_activate
+        self._cache_entries = cache_entries
         self._active: _Active | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opa")
         self._log_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opa-log")
@@ -108,8 +112,17 @@ class EmbeddedEngine:
         if active is None:
             return fail_closed("unavailable", "no policy bundle is active", decision_id=decision_id, revision="")
         revision = active.bundle.revision
+        cache, key, projection = active.cache, "", {}
+        if cache is not None:
+            projection = cache.reads.project(policy_input)
+            key = cache.reads.key(projection)
+            cached = cache.get(key)
+            if cached is not None:
+                return parse_decision(cached, decision_id=decision_id, revision=revision)
         try:
             raw = active.engine.eval_document(_QUERY, policy_input)
+            if cache is not None:
+                cache.offer(key, projection, raw)
         except OpaUndefinedError:
             return fail_closed("undefined", "policy decision is undefined", decision_id=decision_id, revision=revision)
         except OpaError as exc:
@@ -140,17 +153,37 @@ class EmbeddedEngine:
             return False
         parsed = bundles.read(blob, verification_key=self._key)
         engine = compile_engine(parsed.modules, parsed.data)
+        previous = self._active
         self._active = _Active(
             engine=engine,
             bundle=parsed,
             digest=digest,
             known_keys=_known_keys(engine),
             mrn_patterns=_mrn_patterns(engine),
+            cache=self._new_cache(parsed),
         )
+        if previous is not None and previous.cache is not None:
+            previous.cache.close()
         log.info("policy bundle activated", extra={"policy_revision": parsed.revision})
         if self._on_activate:
             self._on_activate(parsed.revision)
         return True
+
+    def _new_cache(self, parsed: bundles.Bundle) -> DecisionCache | None:
+        if self._cache_entries <= 0:
+            return None
+        cache = DecisionCache(parsed.modules, parsed.data, query=_QUERY, max_entries=self._cache_entries)
+        if cache.reads.whole_input:  # a policy reading `input` whole would split the cache on every field
+            log.info("decision cache off: the policy reads the whole input", extra={"policy_revision": parsed.revision})
+            cache.close()
+            return None
+        return cache
+
+    def cache_stats(self) -> dict[str, int]:
+        cache = self._active.cache if self._active else None
+        if cache is None:
+            return {}
+        return {"hits": cache.hits, "misses": cache.misses, "refused": cache.refused, "entries": len(cache)}
 
     async def refresh(self) -> bool:
         """Fetch the source once and activate it if it changed; keep the last good bundle on failure."""
@@ -236,6 +269,7 @@ class EmbeddedEngine:
             "source": self._source,
             "signed": bool(self._active and self._active.bundle.signed),
             "last_error": self.last_error,
+            "decision_cache": self.cache_stats() or None,
         }
 
 

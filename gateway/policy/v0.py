@@ -42,7 +42,7 @@ class _Token:
     line_start: bool  # first token on its line
 
 
-def _tokens(source: str) -> list[_Token]:
+def tokens(source: str) -> list[_Token]:
     out: list[_Token] = []
     depth, line_start = 0, True
     for match in _TOKEN.finditer(source):
@@ -66,15 +66,15 @@ def to_v1(source: str) -> str:
     """The module in v1 syntax; unchanged when it imports rego.v1."""
     if _V1_IMPORT.search(source):
         return source
-    tokens = _tokens(source)
+    found = tokens(source)
     edits: list[tuple[int, int, str]] = []  # (start, end, replacement), in source order
-    for index, token in enumerate(tokens):
+    for index, token in enumerate(found):
         if token.depth != 0:
             continue
-        if token.text == "{" and _opens_body(tokens, index):
+        if token.text == "{" and _opens_body(found, index):
             edits.append((token.start, token.start, "if "))
         elif token.kind == "ident" and token.line_start and token.text not in (*_STATEMENTS, "else", "default"):
-            edit = _partial_set(source, tokens, index)
+            edit = _partial_set(source, found, index)
             if edit is not None:
                 edits.append(edit)
     edits.sort()

@@ -16,8 +16,11 @@ default phi_types := {"ssn", "mrn", "mbi", "dob", "address", "icd10"}
 
 phi_types := {t | some t in config.content.phi_types}
 
-# The signal counts the gateway found, {} when it sent none.
-signals := object.get(object.get(input, "content", {}), "signals", {})
+# The signal counts the gateway found, {} when it sent none. (Read by its path, not through a bare
+# `input`: the gateway's decision cache keys on the input fields the policy names.)
+default signals := {}
+
+signals := input.content.signals if is_object(input.content.signals)
 
 # METADATA
 # title: Scan failed

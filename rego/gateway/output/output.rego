@@ -15,7 +15,9 @@ import data.gateway.content
 
 team := object.get(config.teams, authn.team, {})
 
-signals := object.get(object.get(input, "output", {}), "signals", {})
+default signals := {}
+
+signals := input.output.signals if is_object(input.output.signals)
 
 present := {kind | some kind, n in signals; n > 0}
 
