@@ -80,7 +80,13 @@ def test_error_objects_carry_opas_code_message_and_location(tmp_path: Path) -> N
 
 SLOW = """package slow_test
 
-test_slow if count(numbers.range(1, 4000000)) > 0
+test_slow if {
+    every a in numbers.range(1, 700) {
+        every b in numbers.range(1, 700) {
+            a + b > 0
+        }
+    }
+}
 
 test_after if true
 """
