@@ -122,7 +122,12 @@ def bench_bundle(work: Path) -> Path:
 
 
 def start_gateway(
-    work: Path, nginx_port: int, redis_url: str | None = None, opa_url: str | None = None, workers: int = 1
+    work: Path,
+    nginx_port: int,
+    redis_url: str | None = None,
+    opa_url: str | None = None,
+    workers: int = 1,
+    cache_entries: int = 10_000,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     providers = [
@@ -137,7 +142,7 @@ def start_gateway(
     ]
     config = {
         "listen": {"host": "127.0.0.1", "port": port, "workers": workers},
-        "policy": {"bundle": str(bench_bundle(work)), "poll_seconds": 0},
+        "policy": {"bundle": str(bench_bundle(work)), "poll_seconds": 0, "decision_cache_entries": cache_entries},
         "providers": providers,
         "prices": {"gpt-4o": {"input": 2.5, "output": 10.0}, "gpt-4o-mini": {"input": 0.15, "output": 0.6}},
         "ledger": {"path": str(work / f"ledger-{port}.db"), "spill_path": str(work / f"ledger-{port}.spill")},
@@ -217,6 +222,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="also run the gateway with this many workers (implies --redis)"
     )
+    parser.add_argument("--no-cache-run", action="store_true", help="also run a gateway with the decision cache off")
     args = parser.parse_args()
     if args.workers > 1:
         args.redis = True
@@ -248,6 +254,10 @@ def main() -> None:
         gateway, gateway_port = start_gateway(work, nginx_port, redis_url, opa_url)
         procs.append(gateway)
         targets = {"direct (nginx)": nginx_port, "bare proxy": bare_port, "gateway": gateway_port}
+        if args.no_cache_run:
+            uncached, uncached_port = start_gateway(work, nginx_port, redis_url, opa_url, cache_entries=0)
+            procs.append(uncached)
+            targets["gateway, no cache"] = uncached_port
         if args.workers > 1:
             several, several_port = start_gateway(work, nginx_port, redis_url, opa_url, workers=args.workers)
             procs.append(several)
@@ -272,10 +282,10 @@ def main() -> None:
 
 
 def _report(results: dict[str, dict[int, dict[str, float]]]) -> None:
-    print(f"{'target':<16} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'target':<18} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for name, by_conn in results.items():
         for connections, r in by_conn.items():
-            print(f"{name:<16} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f}")
+            print(f"{name:<18} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f}")
     print()
     several = next((n for n in results if n.startswith("gateway x")), None)
     if several:
