@@ -40,6 +40,7 @@ from typing import Any, NoReturn, Protocol
 
 import aiohttp
 import anyio
+from opentelemetry import trace
 from opentelemetry.trace import NoOpTracer, Span, Tracer
 
 from gateway.forward import CAUGHT, SENT_REASONS, AttemptFailed, Sent, Upstream, translate
@@ -273,10 +274,14 @@ class Attempt:
         self.usage = usage
         self.upstream_seconds = time.perf_counter() - self.upstream_started
         self.ended_at = time.time()
-        with anyio.CancelScope(shield=True):
+        s = self._services
+        parent = trace.set_span_in_context(self.span) if self.span is not None else None
+        with (
+            anyio.CancelScope(shield=True),
+            s.tracer.start_as_current_span("budget settle", context=parent) as settle_span,
+        ):
             if self._response is not None:
                 self._response.close()
-            s = self._services
             await s.meter.settle(self.reservation, usage.prompt_tokens + usage.completion_tokens)
             prices = s.prices[self.route.model]
             self.cost_nusd = cost_nusd(prices, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
@@ -287,6 +292,9 @@ class Attempt:
                     await s.breakers.release_probe(self.provider.name)
             else:
                 await s.breakers.record(self.provider.name, ok, probe=self.probe)
+            settle_span.set_attributes(
+                {"gateway.tokens": usage.prompt_tokens + usage.completion_tokens, "gateway.cost_nusd": self.cost_nusd}
+            )
         self._end_span(usage)
 
     def _end_span(self, usage: Usage) -> None:

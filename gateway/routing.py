@@ -52,7 +52,7 @@ from gateway.metering.meter import Meter, Reservation
 from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import GENAI_OPERATIONS, GENAI_PROVIDERS, Metrics
-from gateway.observe.tracing import SpanKind, Tracer, attributes
+from gateway.observe.tracing import SpanKind, Tracer, attributes, fail
 from gateway.policy.engine import Decision
 from gateway.providers.base import Answer
 from gateway.providers.registry import adapter_for, serves
@@ -165,11 +165,16 @@ class Router:
                 prompt = estimates.get(route.model)
                 if prompt is None:
                     prompt = estimates[route.model] = await self._counter.prompt_tokens_async(request, route.model)
-                reserved = await self._reserve(decision, provider, prompt + max_tokens, walk)
-                if reserved is None:
-                    previous = (provider.name, "provider_budget")
-                    break
-                hold = await self._hold_dollars(decision, dollars, route.model, prompt, max_tokens, reserved, walk)
+                with self._tracer.start_as_current_span(
+                    "budget reserve",
+                    attributes=attributes(gateway__provider=provider.name, gateway__tokens=prompt + max_tokens),
+                ) as span:
+                    reserved = await self._reserve(decision, provider, prompt + max_tokens, walk)
+                    if reserved is None:
+                        fail(span, "provider_budget")
+                        previous = (provider.name, "provider_budget")
+                        break
+                    hold = await self._hold_dollars(decision, dollars, route.model, prompt, max_tokens, reserved, walk)
                 admission = await self._breakers.admit(provider.name)
                 if not admission.allowed:  # the state moved since the peek (another request's 429 or trip)
                     await self._meter.release(reserved)

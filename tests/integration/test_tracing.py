@@ -52,9 +52,21 @@ def test_a_failover_as_the_trace_shows_it(
     children = sorted(
         (s for s in spans if s.parent and s.parent.span_id == root.context.span_id), key=lambda s: s.start_time or 0
     )
-    assert [s.name for s in children] == ["policy decision", "chat gpt-4o", "chat claude-sonnet-4"]
-    failed, served = dict(children[1].attributes or {}), dict(children[2].attributes or {})
-    served_span = children[2]
+    assert [s.name for s in children] == [
+        "policy decision",
+        "budget reserve",
+        "chat gpt-4o",
+        "budget reserve",
+        "chat claude-sonnet-4",
+    ]
+    reserves = [dict(s.attributes or {}) for s in children if s.name == "budget reserve"]
+    assert [r["gateway.provider"] for r in reserves] == ["azure-us-east", "anthropic-us"]
+    failed, served = dict(children[2].attributes or {}), dict(children[4].attributes or {})
+    served_span = children[4]
+    for attempt in (children[2], served_span):  # each attempt's settlement is its child
+        [settle] = [s for s in spans if s.parent and s.parent.span_id == attempt.context.span_id]
+        assert settle.name == "budget settle" and "gateway.cost_nusd" in dict(settle.attributes or {})
+    print("\n".join(f"{s.name} [{s.kind.name}] {dict(s.attributes or {})}" for s in [root, *children]))
     top: dict[str, Any] = dict(root.attributes or {})
     assert failed["error.type"] == "status_5xx" and failed["gen_ai.provider.name"] == "azure.ai.openai"
     assert served["gen_ai.provider.name"] == "anthropic" and served["gen_ai.usage.output_tokens"] == 4
