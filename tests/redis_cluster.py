@@ -132,15 +132,12 @@ class RedisCluster:
                 return int(fields[1].split(":")[1].split("@")[0])
         raise RuntimeError(f"no replica of {master_port}")
 
-    def take_over(self, replica_port: int) -> None:
-        """Promote a replica now (what an operator does when a master is lost: CLUSTER FAILOVER TAKEOVER)."""
-        subprocess.run(
-            [self.cli, "-p", str(replica_port), "cluster", "failover", "takeover"],
-            check=True,
-            capture_output=True,
-            timeout=10,
-        )
-        self._wait(replica_port, "role:master", ["info", "replication"])
+    def wait_promoted(self, replica_port: int, seconds: float = 30) -> float:
+        """Wait for the cluster itself to promote this replica (no command: the other masters vote once the
+        node timeout passes); the seconds it took."""
+        started = time.monotonic()
+        self._wait(replica_port, "role:master", ["info", "replication"], seconds)
+        return time.monotonic() - started
 
     def wait_healthy(self, seconds: float = 30) -> None:
         alive = [p for p, proc in self.procs.items() if proc.poll() is None]
