@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
@@ -128,6 +129,7 @@ def start_gateway(
     opa_url: str | None = None,
     workers: int = 1,
     cache_entries: int = 10_000,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     providers = [
@@ -159,6 +161,7 @@ def start_gateway(
         cwd=ROOT,
         stdout=log,
         stderr=log,
+        env={**os.environ, **(env or {})},
     )
     wait_port(port)
     return proc, port
@@ -223,6 +226,7 @@ def main() -> None:
         "--workers", type=int, default=1, help="also run the gateway with this many workers (implies --redis)"
     )
     parser.add_argument("--no-cache-run", action="store_true", help="also run a gateway with the decision cache off")
+    parser.add_argument("--compare-env", help="also run a gateway with this KEY=VALUE in its environment")
     args = parser.parse_args()
     if args.workers > 1:
         args.redis = True
@@ -254,6 +258,11 @@ def main() -> None:
         gateway, gateway_port = start_gateway(work, nginx_port, redis_url, opa_url)
         procs.append(gateway)
         targets = {"direct (nginx)": nginx_port, "bare proxy": bare_port, "gateway": gateway_port}
+        if args.compare_env:
+            key, _, value = args.compare_env.partition("=")
+            variant, variant_port = start_gateway(work, nginx_port, redis_url, opa_url, env={key: value})
+            procs.append(variant)
+            targets[f"gateway {key[-12:]}={value}"] = variant_port
         if args.no_cache_run:
             uncached, uncached_port = start_gateway(work, nginx_port, redis_url, opa_url, cache_entries=0)
             procs.append(uncached)
@@ -278,14 +287,15 @@ def main() -> None:
                 proc.kill()
         for stop in cleanup:
             stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP") is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _report(results: dict[str, dict[int, dict[str, float]]]) -> None:
-    print(f"{'target':<18} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'target':<30} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for name, by_conn in results.items():
         for connections, r in by_conn.items():
-            print(f"{name:<18} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f}")
+            print(f"{name:<30} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f}")
     print()
     several = next((n for n in results if n.startswith("gateway x")), None)
     if several:

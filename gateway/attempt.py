@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -282,16 +282,19 @@ class Attempt:
         ):
             if self._response is not None:
                 self._response.close()
-            await s.meter.settle(self.reservation, usage.prompt_tokens + usage.completion_tokens)
             prices = s.prices[self.route.model]
             self.cost_nusd = cost_nusd(prices, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+            # three independent writes (tokens, dollars, breaker): one round trip of waiting, not three
+            settling: list[Awaitable[Any]] = [
+                s.meter.settle(self.reservation, usage.prompt_tokens + usage.completion_tokens)
+            ]
             if self.dollars is not None and s.budgets is not None:
-                await s.budgets.settle(self.dollars, self.cost_nusd)
-            if self.abandoned:
-                if self.probe:
-                    await s.breakers.release_probe(self.provider.name)
-            else:
-                await s.breakers.record(self.provider.name, ok, probe=self.probe)
+                settling.append(s.budgets.settle(self.dollars, self.cost_nusd))
+            if not self.abandoned:
+                settling.append(s.breakers.record(self.provider.name, ok, probe=self.probe))
+            elif self.probe:
+                settling.append(s.breakers.release_probe(self.provider.name))
+            await asyncio.gather(*settling)
             settle_span.set_attributes(
                 {"gateway.tokens": usage.prompt_tokens + usage.completion_tokens, "gateway.cost_nusd": self.cost_nusd}
             )

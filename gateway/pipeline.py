@@ -15,7 +15,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +42,7 @@ from gateway.errors import (
     ServerBusy,
     Unauthenticated,
 )
+from gateway.ids import new_id
 from gateway.inbound import Inbound
 from gateway.ledger import LedgerWriter, price_table
 from gateway.ledger.rows import NANO_PER_USD, Row, usd
@@ -70,7 +70,7 @@ class Context:
     """What one request accumulates for its headers, its log record and its metrics."""
 
     api: Api = CHAT
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=new_id)
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
     decision: Decision | None = None

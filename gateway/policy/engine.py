@@ -6,11 +6,12 @@ becomes a deny whose reason says which, never an exception to the caller.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
+
+from gateway.ids import new_id
 
 LOG_LEVELS = ("content", "metadata")
 # Fail-closed errors that mean the policy engine could not answer (503), as opposed to a policy that
@@ -103,7 +104,7 @@ class PolicyQueryError(Exception):
 
 
 def new_decision_id() -> str:
-    return str(uuid.uuid4())
+    return new_id()
 
 
 def fail_closed(error: str, message: str, *, decision_id: str, revision: str) -> Decision:
