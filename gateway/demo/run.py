@@ -385,6 +385,12 @@ def _report(phases: dict[str, Any], metrics_text: str, status: dict[str, Any], l
     print("\n  Breakers after the outage (from /admin/status):")
     for name, info in status["breakers"].items():
         print(f"    {name:<16} {info['state']:<10} trips={info['trips']}")
+    cache = (status.get("policy") or {}).get("decision_cache")
+    if cache:
+        print(
+            f"  Decision cache (exact; JWT answers read the clock, never cached): {cache['hits']} hits, "
+            f"{cache['misses']} misses, {cache['refused']} refused, {cache['entries']} entries"
+        )
     print("\nCost attribution (from /metrics: gateway_tokens_total and gateway_cost_usd_total):")
     print(f"  {'team':<16} {'provider':<16} {'model':<18} {'prompt':>8} {'completion':>10} {'cost USD':>12}")
     total = 0.0
