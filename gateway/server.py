@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-import sys
 
 import uvicorn
 
@@ -44,10 +43,6 @@ def serve(
         ledger = dataclasses.replace(settings.ledger, spill_path=f"{settings.ledger.spill_path}.{index}")
         settings = dataclasses.replace(settings, ledger=ledger)
     logs.configure(level=getattr(logging, settings.log_level.upper()))
-    # The event loop shares the GIL with the policy, ledger and log threads. After any call that releases
-    # it (a socket write, a system call), the loop waits for the running thread's slice: 5 ms by default.
-    # A shorter slice bounds that wait (bench/proxy_overhead.py --compare-env: see the README).
-    sys.setswitchinterval(settings.listen.switch_interval_ms / 1000)
     app = build_app(settings)
     bind_host = host or settings.listen.host
     bind_port = port if port is not None else settings.listen.port

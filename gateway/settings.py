@@ -43,9 +43,6 @@ class Listen:
     header_timeout_seconds: float = 10.0  # headers must be complete within this (408 otherwise)
     max_unverified_body_reads: int = 64  # bodies read at once for credentials the policy has yet to verify
     workers: int = 1  # processes on one port (SO_REUSEPORT); more than one needs state.redis_url
-    # the longest the event loop waits for the GIL after a system call while a helper thread (policy,
-    # ledger, logs) runs Python: sys.setswitchinterval, Python's default is 5 ms
-    switch_interval_ms: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -382,8 +379,6 @@ def _validate(settings: Settings) -> None:
     if settings.state.expected_instances < 1 or settings.queue.max_retries_per_route < 0:
         raise ConfigError("config keys state.expected_instances >= 1 and queue.max_retries_per_route >= 0")
     listen = settings.listen
-    if not 0.05 <= listen.switch_interval_ms <= 100:
-        raise ConfigError("config key listen.switch_interval_ms must be between 0.05 and 100")
     if listen.max_body_bytes < 1024:
         raise ConfigError("config key listen.max_body_bytes must be at least 1024")
     if listen.max_header_bytes < 1024 or listen.max_headers < 8 or listen.max_unverified_body_reads < 1:
