@@ -143,6 +143,8 @@ class EmbeddedEngine:
             self._session = None
         self._executor.shutdown(wait=False)
         self._log_executor.shutdown(wait=False)
+        if self._active is not None and self._active.cache is not None:
+            self._active.cache.close()
 
     # -- loading -----------------------------------------------------------
 
