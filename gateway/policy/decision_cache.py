@@ -151,27 +151,30 @@ class DecisionCache:
     def __init__(self, modules: dict[str, str], data: dict[str, Any], *, query: str, max_entries: int = 10_000) -> None:
         self.reads = analyze(modules)
         self._modules, self._data, self._query = modules, data, query
-        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._entries: OrderedDict[str, str] = OrderedDict()  # key -> the answer as JSON text
         self._volatile: OrderedDict[str, None] = OrderedDict()  # keys whose answers read the clock or world
         self._max = max_entries
         self._lock = threading.Lock()
+        self._verifying = threading.Lock()
         self._pending = 0
-        self._verifier: OpaEngine | None = None
+        self._verifier: OpaEngine | None = None  # used under self._verifying only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opa-cache")
-        self.hits = self.misses = self.refused = 0
+        self.hits = self.misses = self.refused = self.mismatched = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, key: str) -> Any | None:
+        """A fresh copy of the stored answer: each request's decision (and the decision log's masks, which
+        edit events in place) gets its own, never the cache's."""
         with self._lock:
-            raw = self._entries.get(key)
-            if raw is None:
+            text = self._entries.get(key)
+            if text is None:
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-            return raw
+        return json.loads(text)
 
     def offer(self, key: str, projection: dict[str, Any], served: Any) -> None:
         """Verify and store this answer in the background, unless a verification is already queued."""
@@ -179,36 +182,42 @@ class DecisionCache:
             if self._pending or key in self._entries or key in self._volatile:
                 return
             self._pending += 1
-        self._executor.submit(self._verify, key, projection, served)
+        snapshot = _canonical(served)  # now: the request's own copy may be edited later (log masks)
+        self._executor.submit(self._verify, key, projection, snapshot)
 
     def verify_now(self, key: str, projection: dict[str, Any], served: Any) -> bool:
         """The verification itself: the projection alone must give the answer served for the whole input,
         with no volatile line run. True when the answer was stored."""
-        with self._lock:
-            if self._verifier is None:
+        return self._check(key, projection, _canonical(served))
+
+    def _check(self, key: str, projection: dict[str, Any], served: str) -> bool:
+        with self._verifying:  # one at a time: the coverage read must be this evaluation's own
+            if self._verifier is None:  # compiled outside the entries' lock: lookups never wait for it
                 self._verifier = compile_engine(self._modules, self._data)
-        try:
-            raw = self._verifier.eval_document(self._query, projection, coverage=True)
-        except OpaError:
-            return False  # undefined or an error: nothing worth keeping
-        ran = _covered_rows(self._verifier.last_coverage or {})
+            try:
+                raw = self._verifier.eval_document(self._query, projection, coverage=True)
+            except OpaError:
+                return False  # undefined or an error: nothing worth keeping
+            ran = _covered_rows(self._verifier.last_coverage or {})
         volatile = any(ran.get(file, set()) & rows for file, rows in self.reads.volatile_rows.items())
-        if volatile or raw != served:  # the second would mean the analysis missed a read: never trust it
+        mismatch = _canonical(raw) != served  # the analysis would have missed a read: never trust it
+        if volatile or mismatch:
             with self._lock:
                 self.refused += 1
+                self.mismatched += mismatch
                 self._volatile[key] = None  # the same fields take the same path to that line: not again
                 while len(self._volatile) > self._max:
                     self._volatile.popitem(last=False)
             return False
         with self._lock:
-            self._entries[key] = raw
+            self._entries[key] = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return True
 
-    def _verify(self, key: str, projection: dict[str, Any], served: Any) -> None:
+    def _verify(self, key: str, projection: dict[str, Any], served: str) -> None:
         try:
-            self.verify_now(key, projection, served)
+            self._check(key, projection, served)
         finally:
             with self._lock:
                 self._pending -= 1
@@ -216,6 +225,10 @@ class DecisionCache:
     def close(self) -> None:
         """Stop verifying; a verification under way finishes on its own (and closes nothing it needs)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _covered_rows(report: dict[str, Any]) -> dict[str, set[int]]:

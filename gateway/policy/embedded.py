@@ -114,8 +114,12 @@ class EmbeddedEngine:
         revision = active.bundle.revision
         cache, key, projection = active.cache, "", {}
         if cache is not None:
-            projection = cache.reads.project(policy_input)
-            key = cache.reads.key(projection)
+            try:
+                projection = cache.reads.project(policy_input)
+                key = cache.reads.key(projection)
+            except (TypeError, ValueError):  # not JSON (never from the pipeline): decide it uncached
+                cache = None
+        if cache is not None:
             cached = cache.get(key)
             if cached is not None:
                 return parse_decision(cached, decision_id=decision_id, revision=revision)
@@ -185,7 +189,13 @@ class EmbeddedEngine:
         cache = self._active.cache if self._active else None
         if cache is None:
             return {}
-        return {"hits": cache.hits, "misses": cache.misses, "refused": cache.refused, "entries": len(cache)}
+        return {
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "refused": cache.refused,
+            "mismatched": cache.mismatched,  # should stay 0: an answer the input paths did not explain
+            "entries": len(cache),
+        }
 
     async def refresh(self) -> bool:
         """Fetch the source once and activate it if it changed; keep the last good bundle on failure."""

@@ -135,7 +135,7 @@ def test_an_analysis_that_missed_a_read_cannot_poison_the_cache() -> None:
     blind = cache.reads.project(item)
     del blind["request"]["max_tokens"]  # as if the analysis had not seen input.request.max_tokens
     assert not cache.verify_now(cache.reads.key(blind), blind, served)
-    assert len(cache) == 0
+    assert len(cache) == 0 and cache.mismatched == 1
 
 
 KEYS = ["gw-demo-cardiology", "gw-demo-eu-research", "gw-demo-marketing", "nope", None]
@@ -199,3 +199,15 @@ def test_cache_off_and_whole_input_policies_have_no_cache(tmp_path: Path) -> Non
         }
     )
     assert _engine(blob=blob)._active.cache is None  # type: ignore[union-attr]
+
+
+def test_a_request_editing_its_decision_cannot_change_the_next_hit() -> None:
+    """The decision log's masks edit events (and so the decision's result) in place: every hit is a copy."""
+    engine = _engine()
+    item = policy_input(use_case="discharge-summary")
+    engine.decide_sync(item)
+    _settle(_cache(engine))
+    first = engine.decide_sync(item)
+    first.raw.clear()  # as an erasing mask would
+    second = engine.decide_sync(item)
+    assert _cache(engine).hits == 2 and second.raw and second.allow
