@@ -66,7 +66,10 @@ def test_a_failover_as_the_trace_shows_it(
     for attempt in (children[2], served_span):  # each attempt's settlement is its child
         [settle] = [s for s in spans if s.parent and s.parent.span_id == attempt.context.span_id]
         assert settle.name == "budget settle" and "gateway.cost_nusd" in dict(settle.attributes or {})
-    print("\n".join(f"{s.name} [{s.kind.name}] {dict(s.attributes or {})}" for s in [root, *children]))
+    for span in [root, *children]:  # the tree, for the eye (pytest -s)
+        print(f"{'  ' if span is not root else ''}{span.name} [{span.kind.name}] {dict(span.attributes or {})}")
+        for child in (c for c in spans if c.parent and c.parent.span_id == span.context.span_id and span is not root):
+            print(f"    {child.name} [{child.kind.name}] {dict(child.attributes or {})}")
     top: dict[str, Any] = dict(root.attributes or {})
     assert failed["error.type"] == "status_5xx" and failed["gen_ai.provider.name"] == "azure.ai.openai"
     assert served["gen_ai.provider.name"] == "anthropic" and served["gen_ai.usage.output_tokens"] == 4
