@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,38 +101,28 @@ class EmbeddedEngine:
         return active.known_keys if active else frozenset()
 
     async def decide(self, policy_input: dict[str, Any]) -> Decision:
-        # ctypes releases the GIL while Go evaluates: on a thread, the event loop keeps
-        # serving other requests meanwhile (bench: +10% req/s, p99 30 ms -> 13 ms at c=16).
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.decide_sync, policy_input)
-
-    def decide_sync(self, policy_input: dict[str, Any]) -> Decision:
+        # A cache hit is answered here (a lookup, ~25 µs, cheaper than a thread hop). An evaluation runs
+        # on a thread: ctypes releases the GIL while Go evaluates, so the event loop keeps serving other
+        # requests meanwhile (bench: +10% req/s, p99 30 ms -> 13 ms at c=16).
         decision_id = new_decision_id()
         active = self._active  # one read: the whole decision sees one bundle
         if active is None:
             return fail_closed("unavailable", "no policy bundle is active", decision_id=decision_id, revision="")
-        revision = active.bundle.revision
-        cache, key, projection = active.cache, "", {}
-        if cache is not None:
-            try:
-                projection = cache.reads.project(policy_input)
-                key = cache.reads.key(projection)
-            except (TypeError, ValueError):  # not JSON (never from the pipeline): decide it uncached
-                cache = None
-        if cache is not None:
-            cached = cache.get(key)
-            if cached is not None:
-                return parse_decision(cached, decision_id=decision_id, revision=revision)
-        try:
-            raw = active.engine.eval_document(_QUERY, policy_input)
-            if cache is not None:
-                cache.offer(key, projection, raw)
-        except OpaUndefinedError:
-            return fail_closed("undefined", "policy decision is undefined", decision_id=decision_id, revision=revision)
-        except OpaError as exc:
-            log.warning("policy evaluation failed", extra={"error_code": exc.code})
-            return fail_closed("eval_error", "policy evaluation failed", decision_id=decision_id, revision=revision)
-        return parse_decision(raw, decision_id=decision_id, revision=revision)
+        lookup = _lookup(active, policy_input)
+        if lookup.hit is not None:
+            return parse_decision(lookup.hit, decision_id=decision_id, revision=active.bundle.revision)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _evaluate, active, policy_input, decision_id, lookup)
+
+    def decide_sync(self, policy_input: dict[str, Any]) -> Decision:
+        decision_id = new_decision_id()
+        active = self._active
+        if active is None:
+            return fail_closed("unavailable", "no policy bundle is active", decision_id=decision_id, revision="")
+        lookup = _lookup(active, policy_input)
+        if lookup.hit is not None:
+            return parse_decision(lookup.hit, decision_id=decision_id, revision=active.bundle.revision)
+        return _evaluate(active, policy_input, decision_id, lookup)
 
     async def start(self) -> None:
         await self.refresh()
@@ -283,6 +273,41 @@ class EmbeddedEngine:
             "last_error": self.last_error,
             "decision_cache": self.cache_stats() or None,
         }
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    key: str = ""
+    projection: dict[str, Any] = field(default_factory=dict)
+    hit: Any = None
+    cacheable: bool = False
+
+
+def _lookup(active: _Active, policy_input: dict[str, Any]) -> _Lookup:
+    """The cache's answer for this input, if it has one (and the key to offer a new one under)."""
+    cache = active.cache
+    if cache is None:
+        return _Lookup()
+    try:
+        projection = cache.reads.project(policy_input)
+        key = cache.reads.key(projection)
+    except (TypeError, ValueError):  # not JSON (never from the pipeline): decide it uncached
+        return _Lookup()
+    return _Lookup(key, projection, cache.get(key), cacheable=True)
+
+
+def _evaluate(active: _Active, policy_input: dict[str, Any], decision_id: str, lookup: _Lookup) -> Decision:
+    revision = active.bundle.revision
+    try:
+        raw = active.engine.eval_document(_QUERY, policy_input)
+    except OpaUndefinedError:
+        return fail_closed("undefined", "policy decision is undefined", decision_id=decision_id, revision=revision)
+    except OpaError as exc:
+        log.warning("policy evaluation failed", extra={"error_code": exc.code})
+        return fail_closed("eval_error", "policy evaluation failed", decision_id=decision_id, revision=revision)
+    if lookup.cacheable and active.cache is not None:
+        active.cache.offer(lookup.key, lookup.projection, raw)
+    return parse_decision(raw, decision_id=decision_id, revision=revision)
 
 
 def _known_keys(engine: OpaEngine) -> frozenset[str] | None:
