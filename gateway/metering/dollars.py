@@ -13,9 +13,10 @@ Over budget: BudgetExceeded (429 budget_exceeded) with Retry-After until the blo
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,26 @@ from gateway.state import STORE_ERRORS, Outage, load_script
 
 log = logging.getLogger("gateway.metering")
 Window = Literal["day", "month"]
+
+
+@dataclass(frozen=True)
+class _Calendar:
+    names: dict[str, str]  # window -> the period's name: "2026-11-29", "2026-11"
+    ends: dict[str, float]  # window -> when it ends (epoch seconds)
+
+    @staticmethod
+    def at(now: datetime) -> _Calendar:
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        next_day = (midnight + timedelta(days=1)).replace(hour=0)  # wall-clock midnight, whatever the DST
+        year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+        next_month = midnight.replace(year=year, month=month, day=1)
+        return _Calendar(
+            {"day": now.strftime("%Y-%m-%d"), "month": now.strftime("%Y-%m")},
+            {"day": next_day.timestamp(), "month": next_month.timestamp()},
+        )
+
+    def seconds_left(self, window: str) -> float:
+        return max(0.0, self.ends[window] - time.time())
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +90,7 @@ class DollarBudgets:
         self._client = client
         self._outage = outage
         self._zone = ZoneInfo(time_zone)
+        self._cached_calendar: _Calendar | None = None
         self._script: Any = load_script(client, "gateway.metering", "dollars") if client is not None else None
         self._expected = expected_instances if client is not None else 1
         self._local: dict[tuple[str, str], int] = defaultdict(int)  # (key, period) -> nano-dollars
@@ -103,8 +125,8 @@ class DollarBudgets:
     def _reserve_local(self, limits: tuple[DollarLimit, ...], amount: int) -> DollarHold:
         """Each process's share of the room: limit / expected_instances, or of the room Redis last reported
         for these budgets in the same periods (so an outage never starts the day's spend again from zero)."""
-        now = datetime.now(self._zone)
-        periods = tuple(self._period(now, x.window) for x in limits)
+        calendar = self._calendar()
+        periods = tuple(calendar.names[x.window] for x in limits)
         known_periods, room = self._last_room.get(tuple(_key(x) for x in limits), ((), -1))
         remaining: int | None = None
         for limit, period in zip(limits, periods, strict=True):
@@ -113,7 +135,7 @@ class DollarBudgets:
                 share = min(share, room // self._expected)
             spent = self._local[(_key(limit), period)]
             if spent + amount > share:
-                raise BudgetShort(limit, self._reset(now, limit.window), max(0, share - spent))
+                raise BudgetShort(limit, calendar.seconds_left(limit.window), max(0, share - spent))
             left = share - spent - amount
             remaining = left if remaining is None else min(remaining, left)
         for limit, period in zip(limits, periods, strict=True):
@@ -144,15 +166,10 @@ class DollarBudgets:
             key = (_key(limit), period)
             self._local[key] = max(0, self._local[key] + delta)
 
-    @staticmethod
-    def _period(now: datetime, window: Window) -> str:
-        return now.strftime("%Y-%m-%d" if window == "day" else "%Y-%m")
-
-    @staticmethod
-    def _reset(now: datetime, window: Window) -> float:
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        if window == "day":
-            return 86400 - (now - midnight).total_seconds()
-        year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-        first = midnight.replace(year=year, month=month, day=1)
-        return (first - now).total_seconds()
+    def _calendar(self) -> _Calendar:
+        """Today's and this month's names in the budgets' time zone, and when each ends; recomputed only
+        when the day turns (a request needs them; datetime.now with a zone and strftime cost more)."""
+        calendar = self._cached_calendar
+        if calendar is None or time.time() >= calendar.ends["day"]:
+            calendar = self._cached_calendar = _Calendar.at(datetime.now(self._zone))
+        return calendar

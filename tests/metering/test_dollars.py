@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.metering.dollars import BudgetShort, DollarBudgets, DollarLimit
+from gateway.metering.dollars import BudgetShort, DollarBudgets, DollarLimit, _Calendar
 from gateway.state import redis_client
 from tests.harness import RedisServer
 
@@ -114,3 +114,24 @@ def test_an_outage_does_not_start_the_day_again_from_zero() -> None:
 
     with RedisServer() as server:
         asyncio.run(scenario(server))
+
+
+@pytest.mark.parametrize(
+    ("zone", "wall", "day", "month", "hours_left"),
+    [
+        ("America/New_York", datetime(2026, 11, 1, 0, 30), "2026-11-01", "2026-11", 24.5),  # a 25-hour day
+        ("America/New_York", datetime(2026, 3, 8, 0, 30), "2026-03-08", "2026-03", 22.5),  # a 23-hour day
+        ("Pacific/Kiritimati", datetime(2026, 12, 31, 23, 0), "2026-12-31", "2026-12", 1.0),
+        ("UTC", datetime(2028, 2, 29, 12, 0), "2028-02-29", "2028-02", 12.0),
+    ],
+)
+def test_local_windows_end_at_the_zones_wall_clock_midnight(
+    zone: str, wall: datetime, day: str, month: str, hours_left: float
+) -> None:
+    """The local fallback's calendar (computed once a day): names and ends in the zone, DST days included."""
+    now = wall.replace(tzinfo=ZoneInfo(zone))
+    calendar = _Calendar.at(now)
+    assert calendar.names == {"day": day, "month": month}
+    assert (calendar.ends["day"] - now.timestamp()) / 3600 == hours_left
+    first = datetime.fromtimestamp(calendar.ends["month"], ZoneInfo(zone))
+    assert (first.day, first.hour, first.minute) == (1, 0, 0) and first > now
