@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--var-values", action="store_true", help="show local variable values in traces")
     check = policy.add_parser("check", help="compile policies; errors as file:row: message")
     check.add_argument("paths", nargs="*", default=["rego"])
+    check.add_argument("-b", "--bundle", action="store_true", help="load the paths as bundles (folders or .tar.gz)")
+    check.add_argument("--v0-compatible", action="store_true", help="read modules written in Rego v0 syntax")
     evaluate = policy.add_parser("eval", help="print the decision for one input")
     evaluate.add_argument("--input", required=True)
     evaluate.add_argument("--bundle", default="bundles/gateway.tar.gz")
@@ -173,11 +175,12 @@ def _go_duration(text: str) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    from gateway.policy import sources
+    from gateway.policy import testing
     from gateway.policy.compiler import compile_engine
 
     try:
-        loaded = sources.load(args.paths)
+        options = testing.Options(bundle=args.bundle, v0_compatible=args.v0_compatible)
+        loaded = testing.load(args.paths, options, all_data=False)
         compile_engine(loaded.modules, loaded.data).close()
     except BundleError as exc:
         for line in str(exc).split("; "):

@@ -74,3 +74,16 @@ def test_missing_file_is_one_line_and_debug_shows_traceback(tmp_path: Path) -> N
     assert plain.returncode == 1 and plain.stderr.startswith("gateway: cannot read bundle")
     debug = gateway("--debug", "bundle", "verify", str(tmp_path / "nope.tar.gz"))
     assert "Traceback" in debug.stderr
+
+
+def test_policy_check_reads_v0_and_bundles_on_request(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "a.rego").write_text("package lib\n\nallow { input.x == 1 }\n")
+    refused = gateway("policy", "check", str(tmp_path / "lib"))
+    assert refused.returncode == 1 and "a.rego:3: rego_parse_error" in refused.stderr
+    assert gateway("policy", "check", "--v0-compatible", str(tmp_path / "lib")).returncode == 0
+    (tmp_path / "lib" / ".manifest").write_text('{"roots": ["other"], "rego_version": 0}')
+    outside = gateway("policy", "check", "-b", str(tmp_path / "lib"))
+    assert outside.returncode == 1 and "outside the manifest roots" in outside.stderr
+    (tmp_path / "lib" / ".manifest").write_text('{"roots": ["lib"], "rego_version": 0}')
+    assert gateway("policy", "check", "-b", str(tmp_path / "lib")).returncode == 0  # v0 by its manifest

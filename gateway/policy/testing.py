@@ -378,9 +378,10 @@ def report_plain(results: list[Result], out: TextIO, *, verbose: bool) -> None:
             out.write(f"{label}: {count}/{total}\n")
 
 
-def _load(paths: list[str], options: Options) -> sources.Sources:
-    """The paths as `opa test` reads them: files and folders (every data file), or with -b bundles (a folder
-    or a .tar.gz: its manifest's roots and rego_version, only data.json/data.yaml), v0 made v1 on request."""
+def load(paths: list[str], options: Options, *, all_data: bool = True) -> sources.Sources:
+    """The paths as `opa test` (and `opa check`) read them: files and folders (every data file for tests), or
+    with -b bundles (a folder or a .tar.gz: its manifest's roots and rego_version, only data.json/data.yaml),
+    v0 made v1 on request."""
     if options.bundle:
         loaded = sources.Sources()
         for path in paths:
@@ -388,7 +389,7 @@ def _load(paths: list[str], options: Options) -> sources.Sources:
             loaded.modules.update(read.modules)
             bundle.merge_into(loaded.data, read.data)
     else:
-        loaded = sources.load(paths, all_data=True, ignore=options.ignore)
+        loaded = sources.load(paths, all_data=all_data, ignore=options.ignore)
     if options.v0_compatible:
         loaded.modules = {name: v0.to_v1(source) for name, source in loaded.modules.items()}
     return loaded
@@ -406,7 +407,7 @@ def main(paths: list[str], options: Options, *, out: TextIO, err: TextIO) -> int
         return 1
     coverage = options.coverage or options.threshold > 0
     try:
-        loaded = _load(paths, options)
+        loaded = load(paths, options)
         explain = None if not options.verbose else options.explain
         results, cover = run(
             loaded.modules,
