@@ -211,3 +211,40 @@ def test_a_request_editing_its_decision_cannot_change_the_next_hit() -> None:
     first.raw.clear()  # as an erasing mask would
     second = engine.decide_sync(item)
     assert _cache(engine).hits == 2 and second.raw and second.allow
+
+
+def _decision_bundle(revision: str, allow: bool) -> bytes:
+    rule = f'package gateway\n\ndecision := {{"allow": {str(allow).lower()}, "who": input.who}}\n'
+    return bundle._pack(
+        {".manifest": f'{{"revision": "{revision}", "roots": ["gateway"]}}'.encode(), "gateway/x.rego": rule.encode()}
+    )
+
+
+def test_a_new_bundle_never_serves_the_old_bundles_answers() -> None:
+    engine = EmbeddedEngine("inline", poll_seconds=0)
+    engine.activate(_decision_bundle("a", True))
+    item = {"who": "w"}
+    engine.decide_sync(item)
+    old = _cache(engine)
+    _settle(old)
+    engine.decide_sync(item)
+    assert old.hits == 1 and old.get(old.reads.key(item)) == {"allow": True, "who": "w"}
+    engine.activate(_decision_bundle("b", False))
+    after = engine.decide_sync(item)
+    new = _cache(engine)
+    assert new is not old and after.policy_revision == "b" and new.hits == 0 and new.misses == 1
+    _settle(new)
+    assert new.get(new.reads.key(item)) == {"allow": False, "who": "w"}
+
+
+def test_the_cache_keeps_at_most_its_entries_newest_first() -> None:
+    engine = EmbeddedEngine("inline", poll_seconds=0, cache_entries=2)
+    engine.activate(_decision_bundle("a", True))
+    cache = _cache(engine)
+    for who in ("w1", "w2", "w3"):
+        item = {"who": who}
+        raw = engine._active.engine.eval_document("gateway.decision", item)  # type: ignore[union-attr]
+        assert cache.verify_now(cache.reads.key(item), item, raw)
+    assert len(cache) == 2
+    assert cache.get(cache.reads.key({"who": "w1"})) is None  # the oldest went first
+    assert cache.get(cache.reads.key({"who": "w3"})) == {"allow": True, "who": "w3"}

@@ -356,3 +356,25 @@ def test_without_verbose_no_trace_is_collected(tmp_path: Path) -> None:
     (tmp_path / "traced_test.rego").write_text(TRACED)
     _, out, _ = _run([str(tmp_path)])
     assert "FAILURES" not in out and "Enter" not in out
+
+
+def test_v0_partial_set_with_a_key_over_several_lines(tmp_path: Path) -> None:
+    source = """package multi
+
+deny[{
+    "msg": m,
+    "level": 2
+}] {
+    m := "x"
+}
+
+test_deny {
+    deny == {{"msg": "x", "level": 2}}
+}
+"""
+    converted = v0.to_v1(source)
+    assert converted.count("\\n") == source.count("\\n")
+    assert converted.startswith('package multi\n\ndeny contains {\n    "msg": m,')
+    assert '\n} if {\n    m := "x"' in converted
+    (tmp_path / "multi.rego").write_text(source)
+    assert _run([str(tmp_path)], v0_compatible=True)[0] == 0
