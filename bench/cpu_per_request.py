@@ -28,15 +28,17 @@ from tests.harness import RedisServer  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of every thread of the process."""
+    """User + system CPU of every thread of the process and of its child processes (workers)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
         except OSError:
             continue  # a thread that ended meanwhile
         total += (int(fields[11]) + int(fields[12])) / tick
+        total += sum(cpu_seconds(int(child)) for child in children)
     return total
 
 
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--redis", action="store_true", help="gateway state in a local redis-server")
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes (more than one implies --redis)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gw-cpu-"))
     script = work / "post.lua"
@@ -54,9 +57,9 @@ def main() -> None:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {bench.KEY}"\n'
     )
-    redis = RedisServer().start() if args.redis else None
+    redis = RedisServer().start() if args.redis or args.workers > 1 else None
     nginx, nginx_port = bench.start_nginx(work)
-    gateway, port = bench.start_gateway(work, nginx_port, redis.url if redis else None)
+    gateway, port = bench.start_gateway(work, nginx_port, redis.url if redis else None, workers=args.workers)
     try:
         bench.wrk(port, 4, 2, script)  # warm up
         before, started = cpu_seconds(gateway.pid), time.monotonic()
@@ -64,7 +67,10 @@ def main() -> None:
         used, elapsed = cpu_seconds(gateway.pid) - before, time.monotonic() - started
         requests = result["rps"] * args.seconds
         print(f"{result['rps']:.0f} req/s at c={args.connections}, p50 {result['p50']:.2f} ms")
-        print(f"gateway CPU: {used / elapsed:.0%} of one core, {used / requests * 1e6:.0f} µs per request")
+        print(
+            f"gateway CPU ({args.workers} process{'es' if args.workers > 1 else ''}): {used / elapsed:.0%} of one "
+            f"core, {used / requests * 1e6:.0f} µs per request"
+        )
     finally:
         for proc in (gateway, nginx):
             proc.send_signal(signal.SIGTERM)
