@@ -165,8 +165,8 @@ class DecisionCache:
         return len(self._entries)
 
     def get(self, key: str) -> Any | None:
-        """A fresh copy of the stored answer: each request's decision (and the decision log's masks, which
-        edit events in place) gets its own, never the cache's."""
+        """A fresh copy of the stored answer: each request's decision gets its own (Decision.raw is a plain
+        dict), so nothing done to one request's answer reaches the next."""
         with self._lock:
             text = self._entries.get(key)
             if text is None:

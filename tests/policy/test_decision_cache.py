@@ -202,7 +202,7 @@ def test_cache_off_and_whole_input_policies_have_no_cache(tmp_path: Path) -> Non
 
 
 def test_a_request_editing_its_decision_cannot_change_the_next_hit() -> None:
-    """The decision log's masks edit events (and so the decision's result) in place: every hit is a copy."""
+    """Whatever a caller does to one decision's result, the next hit is whole: every hit is a copy."""
     engine = _engine()
     item = policy_input(use_case="discharge-summary")
     engine.decide_sync(item)

@@ -161,3 +161,42 @@ def test_drop_rule_keeps_events_out(tmp_path: Path) -> None:
     entries["gateway/x.rego"] = b"package gateway\n\ndecision := {}\n"
     engine = _engine(bundle._pack(entries))
     assert asyncio.run(engine.mask_events([{"decision_id": "d", "input": {}, "result": {}}])) == []
+
+
+def test_cached_decisions_each_get_their_own_event_and_masks_never_touch_the_cache(tmp_path: Path) -> None:
+    """Three identical requests, the last two answered from the decision cache: three events, three ids, and
+    a mask erasing part of the result does not change what the next hit returns."""
+    mask = b"""package system.log
+
+import rego.v1
+
+mask contains "/result/routes"
+"""
+    shipped = bundle.read(SHIPPED_BUNDLE.read_bytes())
+    files = {name: content for name, content in shipped.files.items() if not name.startswith("system/")}
+    files["system/log/mask.rego"] = mask
+    engine = _engine(bundle._pack(files))
+    path = tmp_path / "decisions.jsonl"
+    logger = DecisionLogger(
+        DecisionLogSettings(sink="file", path=str(path), flush_seconds=0.05), Metrics(), masker=engine.mask_events
+    )
+    item = policy_input("gw-demo-marketing", model="gpt-4o-mini")
+
+    async def scenario() -> list[Any]:
+        await logger.start()
+        routes = []
+        for _ in range(3):
+            decision = engine.decide_sync(item)
+            routes.append(decision.routes)
+            logger.record(item, decision, path="gateway/decision", eval_ns=1)
+            await asyncio.sleep(0.2)  # the mask runs; the cache's verification lands
+        await logger.close()
+        return routes
+
+    routes = asyncio.run(scenario())
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(events) == 3 and len({e["decision_id"] for e in events}) == 3
+    assert all("routes" not in e["result"] and e["erased"] == ["/result/routes"] for e in events)
+    assert routes[0] and routes[0] == routes[1] == routes[2]  # every hit still routes
+    stats = engine.cache_stats()
+    assert stats["hits"] == 2 and stats["mismatched"] == 0  # requests 2 and 3 were hits
