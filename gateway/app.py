@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import hmac
 import logging
@@ -256,6 +257,7 @@ async def admin_status(request: Request) -> Response:
     return JSONResponse(
         {
             "policy": c.policy.status(),
+            "process": {"gc_threshold": gc.get_threshold()[0], "gc_frozen_objects": gc.get_freeze_count()},
             "policy_revision": c.policy.revision,
             "policy_engine": c.settings.policy.engine,
             "state_store": c.meter.mode,
@@ -332,6 +334,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     await c.breakers.start()
     if c.pipeline.ledger is not None:
         await c.pipeline.ledger.start()
+    for started in getattr(app.state, "after_start", ()):  # gateway serve's process tuning (server.py)
+        started()
     try:
         yield
     finally:

@@ -30,6 +30,8 @@ PROVIDER = {"name": "p", "kind": "openai", "base_url": "https://x/v1", "models":
         ({"state": {"workers": 3}}, "needs state.redis_url"),
         ({"policy": {"engine": "cedar"}}, "policy.engine must be one of"),
         ({"prices": {"gpt-4o": {"input": "cheap", "output": 1}}}, "prices.gpt-4o.input must be a number"),
+        ({"listen": {"gc_threshold": -1}}, "listen.gc_threshold must be 0"),
+        ({"policy": {"decision_cache_entries": -5}}, "policy.decision_cache_entries must be 0"),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, object], message: str) -> None:

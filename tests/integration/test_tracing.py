@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway.demo.standins import BackgroundLoop, Behavior, StandInServers, serve_local
 from gateway.settings import from_dict
-from tests.harness import GatewayProcess, GatewayThread, gateway_config
+from tests.harness import ADMIN_TOKEN, GatewayProcess, GatewayThread, gateway_config
 
 NOTE = "Patient note: chest pain, troponin raised."
 
@@ -101,13 +101,19 @@ def test_otlp_http_export_from_gateway_serve(standins: StandInServers, tmp_path:
     runner, port = loop.run(serve_local(app))
     try:
         config = gateway_config(standins, telemetry={"otlp_endpoint": f"http://127.0.0.1:{port}"})
-        with GatewayProcess(config, workdir=tmp_path) as gateway:
+        with GatewayProcess(config, workdir=tmp_path, env={"GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}) as gateway:
             reply = httpx.post(
                 gateway.base_url + "/v1/chat/completions",
                 json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": NOTE}]},
                 headers={"Authorization": "Bearer gw-demo-marketing"},
             )
             assert reply.status_code == 200
+            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            status = httpx.get(gateway.base_url + "/admin/status", headers=admin)
+            assert status.status_code == 200, status.text
+            process = status.json()["process"]
+            # `gateway serve` tuned the collector once started (server.tune_gc): the startup heap frozen
+            assert process["gc_threshold"] == 20_000 and process["gc_frozen_objects"] > 10_000
         # stopping the gateway flushes its batch
         names = [s.name for m in received for r in m.resource_spans for ss in r.scope_spans for s in ss.spans]
         assert "chat gpt-4o-mini" in names and "policy decision" in names
