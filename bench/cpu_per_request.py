@@ -11,7 +11,6 @@ or more, CPU per request is what to cut.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -50,13 +49,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="gateway processes (more than one implies --redis)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gw-cpu-"))
-    script = work / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(json.dumps(bench.REQUEST))}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {bench.KEY}"\n'
-    )
+    script = bench.wrk_script(work)
     redis = RedisServer().start() if args.redis or args.workers > 1 else None
     nginx, nginx_port = bench.start_nginx(work)
     gateway, port = bench.start_gateway(work, nginx_port, redis.url if redis else None, workers=args.workers)

@@ -179,6 +179,18 @@ def start_bare(nginx_port: int) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
+def wrk_script(work: Path) -> Path:
+    """The wrk Lua script that POSTs the benchmark's chat request with the benchmark team's key."""
+    script = work / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(REQUEST))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+    )
+    return script
+
+
 def wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
@@ -231,13 +243,7 @@ def main() -> None:
     if args.workers > 1:
         args.redis = True
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
-    script = work / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(json.dumps(REQUEST))}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
-    )
+    script = wrk_script(work)
     procs: list[subprocess.Popen[bytes]] = []
     cleanup: list[Callable[[], None]] = []
     try:
