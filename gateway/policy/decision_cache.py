@@ -33,12 +33,15 @@ from opa_bindings import OpaEngine, OpaError
 from gateway.policy.compiler import compile_engine
 from gateway.policy.v0 import tokens
 
-# Built-ins whose answer is not a function of their arguments (OPA's "nondeterministic" ones, and those
-# that read the evaluation's clock).
+# Built-ins whose answer is not a function of their arguments (OPA's "nondeterministic" ones, those that
+# read the evaluation's clock, and signing with randomised signatures).
 VOLATILE = frozenset(
     {
         "time.now_ns",
         "io.jwt.decode_verify",
+        "io.jwt.encode_sign",
+        "io.jwt.encode_sign_raw",
+        "providers.aws.sign_req",
         "crypto.x509.parse_and_verify_certificates",
         "crypto.x509.parse_and_verify_certificates_with_keys",
         "http.send",
