@@ -277,10 +277,9 @@ class EmbeddedEngine:
 
 @dataclass(frozen=True)
 class _Lookup:
-    key: str = ""
+    key: str = ""  # empty: not cacheable (no cache, or an input that is not JSON)
     projection: dict[str, Any] = field(default_factory=dict)
     hit: Any = None
-    cacheable: bool = False
 
 
 def _lookup(active: _Active, policy_input: dict[str, Any]) -> _Lookup:
@@ -293,7 +292,7 @@ def _lookup(active: _Active, policy_input: dict[str, Any]) -> _Lookup:
         key = cache.reads.key(projection)
     except (TypeError, ValueError):  # not JSON (never from the pipeline): decide it uncached
         return _Lookup()
-    return _Lookup(key, projection, cache.get(key), cacheable=True)
+    return _Lookup(key, projection, cache.get(key))
 
 
 def _evaluate(active: _Active, policy_input: dict[str, Any], decision_id: str, lookup: _Lookup) -> Decision:
@@ -305,7 +304,7 @@ def _evaluate(active: _Active, policy_input: dict[str, Any], decision_id: str, l
     except OpaError as exc:
         log.warning("policy evaluation failed", extra={"error_code": exc.code})
         return fail_closed("eval_error", "policy evaluation failed", decision_id=decision_id, revision=revision)
-    if lookup.cacheable and active.cache is not None:
+    if lookup.key and active.cache is not None:
         active.cache.offer(lookup.key, lookup.projection, raw)
     return parse_decision(raw, decision_id=decision_id, revision=revision)
 
