@@ -122,16 +122,16 @@ def bench_bundle(work: Path) -> Path:
     return path
 
 
-def start_gateway(
+def gateway_config(
     work: Path,
     nginx_port: int,
+    port: int,
     redis_url: str | None = None,
     opa_url: str | None = None,
     workers: int = 1,
     cache_entries: int = 10_000,
-    env: dict[str, str] | None = None,
-) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+) -> Path:
+    """The benchmark's gateway configuration file: three OpenAI-shaped providers, all nginx."""
     providers = [
         {
             "name": name,
@@ -155,10 +155,27 @@ def start_gateway(
         config["policy"] = {"engine": "opa", "opa_url": opa_url, "timeout_ms": 500}
     config_path = work / f"gateway-{port}.yaml"
     config_path.write_text(yaml.safe_dump(config))
+    return config_path
+
+
+def start_gateway(
+    work: Path,
+    nginx_port: int,
+    redis_url: str | None = None,
+    opa_url: str | None = None,
+    workers: int = 1,
+    cache_entries: int = 10_000,
+    env: dict[str, str] | None = None,
+    root: Path = ROOT,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`gateway serve` on a free port in front of nginx; `root`: the checkout whose code runs (another
+    worktree, to measure a change against the code before it in one run)."""
+    port = free_port()
+    config_path = gateway_config(work, nginx_port, port, redis_url, opa_url, workers, cache_entries)
     log = open(work / f"gateway-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)],
-        cwd=ROOT,
+        cwd=root,  # `python -m gateway` imports the package from here first
         stdout=log,
         stderr=log,
         env={**os.environ, **(env or {})},
@@ -167,9 +184,13 @@ def start_gateway(
     return proc, port
 
 
+def upstream_url(nginx_port: int) -> str:
+    return f"http://127.0.0.1:{nginx_port}/v1/chat/completions"
+
+
 def start_bare(nginx_port: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    upstream = f"http://127.0.0.1:{nginx_port}/v1/chat/completions"
+    upstream = upstream_url(nginx_port)
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "bare_proxy.py"), upstream, str(port)],
         stdout=subprocess.DEVNULL,
