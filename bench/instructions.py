@@ -16,7 +16,8 @@ and off again. Instructions / requests is what the gateway's own code costs per 
 the ASGI call to the answer plus the background work they cause (ledger flusher, settlements), without
 uvicorn's HTTP parsing or the kernel. The bare proxy (bench/bare_proxy.py) is counted the same way,
 the floor for this stack. --compare-tree runs the same for another checkout (a `git worktree`
-of the commit before a change), so a change's effect is one ratio.
+of the commit before a change), so a change's effect is one ratio; --compare-env
+KEY=VALUE the same with that setting (GATEWAY_LISTEN__GC_THRESHOLD=0, say).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import re
 import shutil
 import signal
@@ -105,11 +108,14 @@ async def _child(config: str, count: int) -> None:
     else:
         from gateway import settings as settings_module
         from gateway.app import build_app
+        from gateway.observe import logs
+        from gateway.server import tune_gc
 
-        app = build_app(settings_module.load(config))
+        settings = settings_module.load(config)
+        logs.configure(open(os.devnull, "w"), level=logging.INFO)  # noqa: SIM115 - as `gateway serve`: a JSON line each
+        app = build_app(settings)
+        app.state.after_start = [lambda: tune_gc(settings.listen.gc_threshold)]  # as `gateway serve` does
     async with app.router.lifespan_context(app):
-        for hook in getattr(app.state, "after_start", []):
-            hook()
         await _requests(app, WARM_UP)
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
@@ -118,7 +124,9 @@ async def _child(config: str, count: int) -> None:
         await asyncio.to_thread(sys.stdin.readline)
 
 
-def count_instructions(root: Path, config: Path | str, requests: int, out: Path) -> int:
+def count_instructions(
+    root: Path, config: Path | str, requests: int, out: Path, env: dict[str, str] | None = None
+) -> int:
     proc = subprocess.Popen(
         [
             "valgrind",
@@ -135,7 +143,7 @@ def count_instructions(root: Path, config: Path | str, requests: int, out: Path)
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={"PYTHONPATH": f"{root}:{ROOT}", "GOGC": "400", "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{root}:{ROOT}", "GOGC": "400", "PATH": "/usr/bin:/bin", **(env or {})},
         text=True,
     )
     assert proc.stdin is not None and proc.stdout is not None
@@ -164,6 +172,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--redis", action="store_true", help="gateway state in a local redis-server")
     parser.add_argument("--compare-tree", action="append", default=[], help="the same for this checkout")
+    parser.add_argument("--compare-env", action="append", default=[], help="the same with KEY=VALUE set")
     args = parser.parse_args()
     if args.child:
         import uvloop
@@ -180,11 +189,13 @@ def main() -> None:
     redis = RedisServer().start() if args.redis else None
     nginx, nginx_port = bench.start_nginx(work)
     try:
-        trees = {"this checkout": ROOT, **{f"tree {t}": Path(t).resolve() for t in args.compare_tree}}
+        runs: dict[str, tuple[Path, dict[str, str]]] = {"this checkout": (ROOT, {})}
+        runs.update({f"tree {t}": (Path(t).resolve(), {}) for t in args.compare_tree})
+        runs.update({pair: (ROOT, dict([pair.split("=", 1)])) for pair in args.compare_env})
         counts = {}
-        for name, root in trees.items():
+        for name, (root, env) in runs.items():
             config = bench.gateway_config(work, nginx_port, bench.free_port(), redis.url if redis else None)
-            total = count_instructions(root, config, args.requests, work / "callgrind.out")
+            total = count_instructions(root, config, args.requests, work / "callgrind.out", env)
             counts[name] = total / args.requests
             print(f"{name}: {counts[name] / 1e6:.2f} M instructions per request ({args.requests} requests)")
         bare = count_instructions(ROOT, f"bare:{bench.upstream_url(nginx_port)}", args.requests, work / "bare.out")

@@ -41,7 +41,7 @@ from typing import Any, NoReturn, Protocol
 import aiohttp
 import anyio
 from opentelemetry import trace
-from opentelemetry.trace import NoOpTracer, Span, Tracer
+from opentelemetry.trace import Span, Tracer
 
 from gateway.forward import CAUGHT, SENT_REASONS, AttemptFailed, Sent, Upstream, translate
 from gateway.inbound import Inbound
@@ -49,7 +49,7 @@ from gateway.ledger.rows import Prices, cost_nusd
 from gateway.metering.dollars import DollarBudgets, DollarHold
 from gateway.metering.meter import Meter, Reservation
 from gateway.metering.tokens import TokenCounter
-from gateway.observe.tracing import fail, inject
+from gateway.observe.tracing import OffTracer, fail, inject
 from gateway.policy.engine import Route
 from gateway.providers.base import Adapter, Answer, StreamState, StreamTranslator, UpstreamRequest, Usage, answer_text
 from gateway.providers.sse import Event, SSEParser
@@ -71,7 +71,7 @@ class Services:
     counter: TokenCounter
     prices: dict[str, Prices]  # every served model's (checked at start)
     budgets: DollarBudgets | None = None
-    tracer: Tracer = field(default_factory=NoOpTracer)
+    tracer: Tracer = field(default_factory=OffTracer)
 
 
 def as_failure(exc: Exception, *, stage: str) -> AttemptFailed:
@@ -275,7 +275,8 @@ class Attempt:
         self.upstream_seconds = time.perf_counter() - self.upstream_started
         self.ended_at = time.time()
         s = self._services
-        parent = trace.set_span_in_context(self.span) if self.span is not None else None
+        span = self.span
+        parent = trace.set_span_in_context(span) if span is not None and span.get_span_context().is_valid else None
         with (
             anyio.CancelScope(shield=True),
             s.tracer.start_as_current_span("budget settle", context=parent) as settle_span,

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 from opentelemetry import trace
-from opentelemetry.trace import NoOpTracer, Span, Tracer
+from opentelemetry.trace import Span, Tracer
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -49,7 +49,7 @@ from gateway.ledger.rows import NANO_PER_USD, Row, usd
 from gateway.metering.dollars import DollarBudgets, DollarLimit
 from gateway.observe import logs
 from gateway.observe.metrics import GENAI_OPERATIONS, GENAI_PROVIDERS, Metrics
-from gateway.observe.tracing import SpanKind, attributes, fail
+from gateway.observe.tracing import OffTracer, SpanKind, attributes, fail, is_off
 from gateway.policy.engine import Decision, PolicyEngine
 from gateway.policy.gate import PolicyGate, RequestContext, RequestFacts
 from gateway.providers.base import answer_text
@@ -129,7 +129,7 @@ class Pipeline:
         budgets: DollarBudgets | None = None,
         tracer: Tracer | None = None,
     ) -> None:
-        self._tracer = tracer or NoOpTracer()
+        self._tracer = tracer or OffTracer()
         self._gate = gate
         self.ledger = ledger
         self._budgets = budgets
@@ -148,6 +148,8 @@ class Pipeline:
 
     async def __call__(self, request: Request, api: Api = CHAT) -> Response:
         ctx = Context(api)
+        if is_off(self._tracer):
+            return await self._handle(request, api, ctx)
         operation = GENAI_OPERATIONS.get(api.endpoint, "chat")
         ctx.span = self._tracer.start_span(operation, kind=SpanKind.SERVER)
         ctx.span.set_attributes(attributes(gen_ai__operation__name=operation, http__route=api.endpoint))

@@ -31,8 +31,6 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from opentelemetry.trace import NoOpTracer
-
 from gateway.attempt import Attempt, Services
 from gateway.errors import (
     BudgetExceeded,
@@ -52,7 +50,7 @@ from gateway.metering.meter import Meter, Reservation
 from gateway.metering.store import Budget
 from gateway.metering.tokens import TokenCounter
 from gateway.observe.metrics import GENAI_OPERATIONS, GENAI_PROVIDERS, Metrics
-from gateway.observe.tracing import SpanKind, Tracer, attributes, fail
+from gateway.observe.tracing import OffTracer, SpanKind, Tracer, attributes, fail
 from gateway.policy.engine import Decision
 from gateway.providers.base import Answer
 from gateway.providers.registry import adapter_for, serves
@@ -122,7 +120,7 @@ class Router:
         self._queue = queue
         self._counter = counter
         self._metrics = metrics
-        self._tracer = tracer or NoOpTracer()
+        self._tracer = tracer or OffTracer()
         self._services = Services(upstream, meter, breakers, counter, self._prices, budgets, self._tracer)
         self._providers = {p.name: p for p in settings.providers}
 

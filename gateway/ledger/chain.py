@@ -40,7 +40,7 @@ class Chain:
     def seal(self, row: Row) -> Row:
         """The row with its place in the chain (instance, seq, prev_hash) and its hash."""
         self._seq += 1
-        sealed = dataclasses.replace(row, instance=self.instance, seq=self._seq, prev_hash=self._head).sealed()
+        sealed = row.placed(self.instance, self._seq, self._head)
         self._head = sealed.row_hash
         return sealed
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import operator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -86,22 +87,40 @@ class Row:
     row_hash: str = ""
 
     def fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return dict(zip(COLUMNS, _values(self), strict=True))
 
     def canonical(self) -> bytes:
-        body = {k: v for k, v in self.fields().items() if k != "row_hash"}
-        body["started_at"] = f"{self.started_at:.6f}"  # floats as fixed text: the same bytes on every store
-        body["ended_at"] = f"{self.ended_at:.6f}"
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return _canonical(self.fields())
 
     def computed_hash(self) -> str:
-        return hashlib.sha256(self.prev_hash.encode() + self.canonical()).hexdigest()
+        return _hash(self.fields())
 
     def sealed(self) -> Row:
-        return dataclasses.replace(self, row_hash=self.computed_hash())
+        return self.placed(self.instance, self.seq, self.prev_hash)
+
+    def placed(self, instance: str, seq: int, prev_hash: str) -> Row:
+        """This row at `seq` in chain `instance` after `prev_hash`, with its hash (one new row, no copies)."""
+        values = self.fields()
+        values.update(instance=instance, seq=seq, prev_hash=prev_hash)
+        values["row_hash"] = _hash(values)
+        return Row(**values)
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(Row))
+_values = operator.attrgetter(*COLUMNS)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # json.dumps would build one per call
+
+
+def _canonical(fields: dict[str, Any]) -> bytes:
+    """Every field but the hash, sorted keys, no spaces; floats as fixed text: the same bytes on every store."""
+    body = {k: v for k, v in fields.items() if k != "row_hash"}
+    body["started_at"] = f"{fields['started_at']:.6f}"
+    body["ended_at"] = f"{fields['ended_at']:.6f}"
+    return _CANONICAL.encode(body).encode()
+
+
+def _hash(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(fields["prev_hash"].encode() + _canonical(fields)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
