@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -110,6 +111,22 @@ class Metrics:
             "gateway_ledger_spilled_rows", "Usage ledger rows written to the spill file (store unreachable)", registry=r
         )
 
+        for metric in (
+            self.requests,
+            self.tokens,
+            self.cost,
+            self.request_duration,
+            self.upstream_duration,
+            self.policy_decisions,
+            self.rate_limited,
+            self.failovers,
+            self.token_estimate_ratio,
+            self.genai_tokens,
+            self.genai_duration,
+            self.genai_ttft,
+        ):
+            _remember_children(metric)
+
     def set_bundle(self, revision: str) -> None:
         self.bundle_info.clear()
         self.bundle_info.labels(revision=revision).set(1)
@@ -121,3 +138,21 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def _remember_children(metric: Any) -> None:
+    """`metric.labels(...)` answered from a dict after the first call with the same values: prometheus_client
+    checks the names and takes a lock on every call (about 3% of a request's instructions, a dozen calls).
+    Label values come from config and policy output, so the dict is as bounded as the metric's own series;
+    these metrics are never cleared (one that is, like bundle_info, keeps the library's labels())."""
+    children: dict[tuple[Any, ...], Any] = {}
+    labels = metric.labels
+
+    def remembered(*values: Any, **named: Any) -> Any:
+        key = (values, *named.items()) if named else values
+        child = children.get(key)
+        if child is None:
+            child = children[key] = labels(*values, **named)
+        return child
+
+    metric.labels = remembered
