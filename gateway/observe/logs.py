@@ -74,7 +74,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request = getattr(record, "gateway_request", None)
         if isinstance(request, dict):
-            return json.dumps(request, separators=(",", ":"), ensure_ascii=False, default=str)
+            return _JSON.encode(request)
         message = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
         if record.args and record.name == "uvicorn.error" and message in _ARGS_ALLOWED:
             with contextlib.suppress(TypeError, ValueError):
@@ -91,7 +91,10 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["exception"] = record.exc_info[0].__name__
-        return json.dumps(line, separators=(",", ":"), ensure_ascii=False, default=str)
+        return _JSON.encode(line)
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # json.dumps: one per call
 
 
 def _iso(ts: float) -> str:
@@ -99,6 +102,10 @@ def _iso(ts: float) -> str:
 
 
 def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
+    # no line carries the caller's file, thread or process: skip collecting them for every record (the
+    # logging HOWTO's "Optimization"; finding the caller walks the stack)
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -30,6 +30,7 @@ from typing import Any
 
 from opa_bindings import OpaEngine, OpaError
 
+from gateway.jsontext import canonical
 from gateway.policy.compiler import compile_engine
 from gateway.policy.v0 import tokens
 
@@ -84,7 +85,7 @@ class Reads:
 
     @staticmethod
     def key(projection: dict[str, Any]) -> str:
-        return json.dumps(projection, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return canonical(projection)
 
 
 def analyze(modules: dict[str, str]) -> Reads:
@@ -231,7 +232,7 @@ class DecisionCache:
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical(value)
 
 
 def _covered_rows(report: dict[str, Any]) -> dict[str, set[int]]:

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from gateway.chat import ChatRequest, text_of
+from gateway.jsontext import compact
 from gateway.providers.base import (
     Answer,
     BadUpstreamAnswer,
@@ -147,9 +148,7 @@ class AnthropicAdapter:
         key = provider.api_key()
         if key:
             headers["x-api-key"] = key
-        return UpstreamRequest(
-            provider.url.rstrip("/") + "/v1/messages", headers, json.dumps(body, separators=(",", ":")).encode()
-        )
+        return UpstreamRequest(provider.url.rstrip("/") + "/v1/messages", headers, compact(body))
 
     def parse(self, body: bytes, request: ChatRequest) -> Answer:
         answer = json_object(body, "message")
@@ -184,7 +183,7 @@ class AnthropicAdapter:
             ],
             "usage": _usage_json(usage),
         }
-        return Answer(completion, json.dumps(completion, separators=(",", ":")).encode(), usage)
+        return Answer(completion, compact(completion), usage)
 
     def translator(self, request: ChatRequest, *, keep_text: bool) -> AnthropicStream:
         return AnthropicStream(client_wants_usage=request.include_usage, keep_text=keep_text)

@@ -10,8 +10,7 @@ starts, the end = message_stop; an `error` event is a failed attempt.
 
 from __future__ import annotations
 
-import json
-
+from gateway.jsontext import compact
 from gateway.messages import MessagesRequest
 from gateway.providers.anthropic import ANTHROPIC_VERSION, parse_usage, stream_event
 from gateway.providers.base import Answer, BadUpstreamAnswer, StreamState, UpstreamRequest, json_object
@@ -36,7 +35,7 @@ class MessagesAdapter:
         if key:
             headers["x-api-key"] = key
         url = provider.url.rstrip("/") + "/v1/messages"
-        return UpstreamRequest(url, headers, json.dumps(body, separators=(",", ":")).encode())
+        return UpstreamRequest(url, headers, compact(body))
 
     def parse(self, body: bytes, request: MessagesRequest) -> Answer:
         answer = json_object(body, "message")

@@ -34,6 +34,7 @@ from botocore.eventstream import EventStreamBuffer
 
 from gateway.chat import ChatRequest, text_of
 from gateway.chat import from_body as chat_request
+from gateway.jsontext import compact
 from gateway.messages import MessagesRequest
 from gateway.providers.base import (
     Answer,
@@ -389,7 +390,7 @@ class BedrockAdapter:
     ) -> UpstreamRequest:
         operation = "converse-stream" if stream else "converse"
         url = f"{provider.url.rstrip('/')}/model/{quote(upstream_model, safe='')}/{operation}"
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = compact(body)
         accept = "application/vnd.amazon.eventstream" if stream else "application/json"
         headers = signed(provider, url, data, {"Content-Type": "application/json", "Accept": accept})
         return UpstreamRequest(url, headers, data)
@@ -401,7 +402,7 @@ class BedrockAdapter:
 
     def parse(self, body: bytes, request: ChatRequest) -> Answer:
         completion, usage = completion_of(json_object(body, "converse answer"), request.model)
-        return Answer(completion, json.dumps(completion, separators=(",", ":")).encode(), usage)
+        return Answer(completion, compact(completion), usage)
 
     def translator(self, request: ChatRequest, *, keep_text: bool) -> BedrockChatStream:
         return BedrockChatStream(request.model, client_wants_usage=request.include_usage, keep_text=keep_text)

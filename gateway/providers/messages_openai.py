@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.chat import ChatRequest
 from gateway.chat import from_body as chat_request
+from gateway.jsontext import compact
 from gateway.messages import MessagesRequest, text_of
 from gateway.providers.anthropic_messages import error_frame
 from gateway.providers.base import Answer, BadUpstreamAnswer, StreamState, UpstreamRequest, Usage, json_object
@@ -185,7 +186,7 @@ def message_of(completion: dict[str, Any], usage: Usage | None, model: str) -> A
         "stop_sequence": None,
         "usage": message_usage(usage),
     }
-    return Answer(result, json.dumps(result, separators=(",", ":")).encode(), usage)
+    return Answer(result, compact(result), usage)
 
 
 def _tool_use(call: Any) -> dict[str, Any]:
@@ -205,7 +206,7 @@ def _tool_use(call: Any) -> dict[str, Any]:
 
 
 def sse_event(name: str, payload: dict[str, Any]) -> bytes:
-    return f"event: {name}\n".encode() + b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return f"event: {name}\n".encode() + b"data: " + compact(payload) + b"\n\n"
 
 
 class OpenAIToMessagesStream:

@@ -7,10 +7,10 @@ chunk when the client did not ask for it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from gateway.chat import ChatRequest
+from gateway.jsontext import compact
 from gateway.providers.base import (
     Answer,
     BadUpstreamAnswer,
@@ -39,7 +39,7 @@ def upstream_body(request: ChatRequest, upstream_model: str, max_tokens: int, *,
         body[key] = max_tokens
     if request.stream:
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return compact(body)
 
 
 def parse_usage(raw: Any) -> Usage | None:

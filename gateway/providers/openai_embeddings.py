@@ -6,10 +6,10 @@ untouched; usage is its `prompt_tokens`. Embeddings never stream.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from gateway.embeddings import EmbeddingsRequest
+from gateway.jsontext import compact
 from gateway.providers.base import Answer, BadUpstreamAnswer, StreamTranslator, UpstreamRequest, Usage, json_object
 from gateway.providers.base import non_negative_int as count
 from gateway.providers.wire import OpenAIWire
@@ -28,7 +28,7 @@ class EmbeddingsAdapter:
             body["model"] = upstream_model
         else:
             body.pop("model", None)
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = compact(body)
         return UpstreamRequest(self.wire.url(provider, upstream_model, "embeddings"), self.wire.headers(provider), data)
 
     def parse(self, body: bytes, request: EmbeddingsRequest) -> Answer:

@@ -14,10 +14,10 @@ Usage: prompt = input_tokens (cached_tokens among them), completion = output_tok
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
+from gateway.jsontext import compact
 from gateway.providers.base import (
     Answer,
     BadUpstreamAnswer,
@@ -51,7 +51,7 @@ class ResponsesAdapter:
     ) -> UpstreamRequest:
         body = {**request.body, "model": upstream_model}
         body.setdefault("max_output_tokens", max_tokens)
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = compact(body)
         headers = self.wire.headers(provider, stream=request.stream)
         return UpstreamRequest(self._url(provider, upstream_model, "responses"), headers, data)
 

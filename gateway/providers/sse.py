@@ -12,9 +12,10 @@ endings were.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.jsontext import compact
 
 MAX_EVENT_BYTES = 4 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
@@ -94,7 +95,7 @@ def _dispatch(lines: list[bytes]) -> Event | None:
 
 
 def frame(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + compact(payload) + b"\n\n"
 
 
 DONE = b"data: [DONE]\n\n"
