@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint policy-test bundle bundle-check bench bench-proxy clean
+.PHONY: install demo test lint policy-test bundle bundle-check bench bench-proxy bench-instructions clean
 
 install: $(STAMP)
 
@@ -49,3 +49,7 @@ clean:
 bench-proxy: install
 	command -v wrk >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk nginx-light)
 	$(PY) bench/proxy_overhead.py
+
+bench-instructions: install
+	command -v valgrind >/dev/null && command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind nginx-light)
+	$(PY) bench/instructions.py

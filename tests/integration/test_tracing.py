@@ -86,6 +86,21 @@ def test_a_failover_as_the_trace_shows_it(
     assert "chest pain" not in everything and "troponin" not in everything
 
 
+def test_with_traces_off_no_trace_context_is_made_or_sent(standins: StandInServers) -> None:
+    """Off (the default) is OffTracer: no span, no context attached, no traceparent to the provider, and a
+    failover still answers as it does with traces on."""
+    standins["azure-us-east"].script(Behavior(status=500))
+    with GatewayThread(from_dict(gateway_config(standins))) as gateway:
+        assert type(gateway.app.state.components.tracing.tracer).__name__ == "OffTracer"
+        reply = httpx.post(
+            gateway.base_url + "/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": NOTE}]},
+            headers={"Authorization": "Bearer gw-demo-cardiology", "X-Use-Case": "discharge-summary"},
+        )
+    assert reply.status_code == 200 and reply.headers["x-gateway-provider"] == "anthropic-us"
+    assert "traceparent" not in {k.lower() for k in standins["anthropic-us"].received[-1].headers}
+
+
 def test_otlp_http_export_from_gateway_serve(standins: StandInServers, tmp_path: Path) -> None:
     received: list[ExportTraceServiceRequest] = []
 
