@@ -4,7 +4,8 @@ Reserve then settle, as with tokens: before routing, the worst case (prompt esti
 cap, at the most expensive of the decision's routes) is reserved in every budget the decision names;
 when the request is recorded the reservation is settled with the actual cost (a refund or a debt).
 Windows are calendar days and months in `budgets.time_zone`, on Redis time, shared by every instance
-(lua/dollars.lua, one round trip each, the keys of one team in one Redis Cluster slot). Without Redis,
+(lua/dollars.lua, the keys of one team in one Redis Cluster slot, so the reserves, or the settlements, of
+one team's requests waiting at the same time go in one script call: state/batch.py). Without Redis,
 or while it is unreachable, each process keeps its own windows with limit / expected_instances.
 
 Over budget: BudgetExceeded (429 budget_exceeded) with Retry-After until the blocking window resets.
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 import redis.asyncio as aioredis
 
 from gateway.state import STORE_ERRORS, Outage, load_script
+from gateway.state.batch import GroupCommit
 
 log = logging.getLogger("gateway.metering")
 Window = Literal["day", "month"]
@@ -78,6 +80,9 @@ def _key(limit: DollarLimit) -> str:
     return f"gw:{{usd:{limit.team}}}:{limit.scope}:{limit.window}"
 
 
+_Item = tuple[tuple[DollarLimit, ...], int, tuple[str, ...]]  # limits, amount (or delta), periods (settle)
+
+
 class DollarBudgets:
     def __init__(
         self,
@@ -92,6 +97,8 @@ class DollarBudgets:
         self._zone = ZoneInfo(time_zone)
         self._cached_calendar: _Calendar | None = None
         self._script: Any = load_script(client, "gateway.metering", "dollars") if client is not None else None
+        self._reserves: dict[str, GroupCommit[_Item, list[Any]]] = {}  # per team: one Redis Cluster slot each
+        self._settles: dict[str, GroupCommit[_Item, list[Any]]] = {}
         self._expected = expected_instances if client is not None else 1
         self._local: dict[tuple[str, str], int] = defaultdict(int)  # (key, period) -> nano-dollars
         # the room Redis last reported for a budget set, so a fallback never starts from a fresh budget
@@ -104,11 +111,8 @@ class DollarBudgets:
     async def reserve(self, limits: tuple[DollarLimit, ...], amount: int) -> DollarHold:
         """Reserve `amount` in every budget, or raise BudgetShort naming the one that is short."""
         if self._script is not None and not (self._outage is not None and self._outage.down):
-            args: list[Any] = ["reserve", self._offset(), amount]
-            for limit in limits:
-                args += [limit.window, limit.limit_nusd]
             try:
-                reply = await self._script(keys=[_key(x) for x in limits], args=args)
+                reply = await self._batcher(self._reserves, limits[0].team, "reserve").submit((limits, amount, ()))
             except STORE_ERRORS as exc:
                 if self._outage is not None:
                     self._outage.mark_down(exc)
@@ -151,11 +155,9 @@ class DollarBudgets:
         if delta == 0:
             return
         if hold.shared and self._script is not None:
-            args: list[Any] = ["settle", delta]
-            for limit, period in zip(hold.limits, hold.periods, strict=True):
-                args += [limit.window, period]
             try:
-                await self._script(keys=[_key(x) for x in hold.limits], args=args)
+                item = (hold.limits, delta, hold.periods)
+                await self._batcher(self._settles, hold.limits[0].team, "settle").submit(item)
                 return
             except STORE_ERRORS as exc:
                 if self._outage is not None:
@@ -165,6 +167,45 @@ class DollarBudgets:
         for limit, period in zip(hold.limits, hold.periods, strict=True):
             key = (_key(limit), period)
             self._local[key] = max(0, self._local[key] + delta)
+
+    def _batcher(
+        self, batchers: dict[str, GroupCommit[_Item, list[Any]]], team: str, mode: str
+    ) -> GroupCommit[_Item, list[Any]]:
+        batcher = batchers.get(team)
+        if batcher is None:
+
+            async def run(items: list[_Item]) -> list[list[Any]]:
+                return await self._run_batch(mode, items)
+
+            abandoned = self._give_back if mode == "reserve" else None
+            batcher = batchers[team] = GroupCommit(run, on_abandoned=abandoned)
+        return batcher
+
+    async def _run_batch(self, mode: str, items: list[_Item]) -> list[list[Any]]:
+        """One script call for a batch of one team's reserves or settlements: each item's answer."""
+        keys: list[str] = []
+        args: list[Any] = [mode, self._offset()]
+        for limits, amount, periods in items:
+            keys += [_key(x) for x in limits]
+            args += [len(limits), amount]
+            for limit, value in zip(
+                limits, periods if mode == "settle" else [x.limit_nusd for x in limits], strict=True
+            ):
+                args += [limit.window, value]
+        flat = await self._script(keys=keys, args=args)
+        answers, at = [], 0
+        while at < len(flat):
+            size = int(flat[at])
+            answers.append(flat[at + 1 : at + 1 + size])
+            at += 1 + size
+        return answers
+
+    async def _give_back(self, item: _Item, reply: list[Any]) -> None:
+        """A hold whose caller stopped waiting (its request was cancelled): released at once."""
+        limits, amount, _ = item
+        if int(reply[0]) == 0:
+            periods = tuple(p.decode() if isinstance(p, bytes) else str(p) for p in reply[2:])
+            await self.settle(DollarHold(limits, amount, int(reply[1]), periods), 0)
 
     def _calendar(self) -> _Calendar:
         """Today's and this month's names in the budgets' time zone, and when each ends; recomputed only

@@ -135,3 +135,59 @@ def test_local_windows_end_at_the_zones_wall_clock_midnight(
     assert (calendar.ends["day"] - now.timestamp()) / 3600 == hours_left
     first = datetime.fromtimestamp(calendar.ends["month"], ZoneInfo(zone))
     assert (first.day, first.hour, first.minute) == (1, 0, 0) and first > now
+
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_holds_waiting_together_share_a_script_call_per_team_with_each_ones_answer(
+    where: str, redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    """Group commit (state/batch.py): one team's reserves waiting together go in one script call, applied in
+    order; two teams' go in separate calls (their keys are in different Redis Cluster slots)."""
+    url = request.getfixturevalue("redis_cluster").url if where == "cluster" else redis_url
+
+    async def scenario() -> None:
+        client = redis_client(url, timeout_ms=1000)
+        budgets = DollarBudgets(client, None)
+        try:
+            calls = [budgets.reserve(limits(f"batch-{where}-{team}", 1.0), int(0.3 * USD)) for team in "ab" * 5]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            for team in "ab":
+                mine = results[0 if team == "a" else 1 :: 2]
+                held = [r for r in mine if not isinstance(r, BaseException)]
+                assert [r.remaining_nusd for r in held] == [int(x * USD) for x in (0.7, 0.4, 0.1)]
+                assert all(isinstance(r, BudgetShort) for r in mine[3:])
+                batcher = budgets._reserves[f"batch-{where}-{team}"]
+                assert batcher.items == 5 and batcher.round_trips < 5
+                await asyncio.gather(*(budgets.settle(h, int(0.1 * USD)) for h in held))  # 0.2 refunded each
+                again = await budgets.reserve(limits(f"batch-{where}-{team}", 1.0), int(0.7 * USD))
+                assert again.remaining_nusd == 0
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_hold_whose_request_went_away_is_given_back(redis_url: str) -> None:
+    async def scenario() -> None:
+        client = redis_client(redis_url, timeout_ms=1000)
+        budgets = DollarBudgets(client, None)
+        budget = limits("cancelled-team", 1.0)
+        try:
+            first = asyncio.create_task(budgets.reserve(budget, int(0.5 * USD)))
+            second = asyncio.create_task(budgets.reserve(budget, int(0.4 * USD)))
+            await asyncio.sleep(0)
+            second.cancel()
+            await first
+            with pytest.raises(asyncio.CancelledError):
+                await second
+            for _ in range(50):
+                try:
+                    last = await budgets.reserve(budget, int(0.5 * USD))
+                    break
+                except BudgetShort:
+                    await asyncio.sleep(0.02)
+            assert last.remaining_nusd == 0, "the cancelled 0.4 came back; only the first 0.5 was held"
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
