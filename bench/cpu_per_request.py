@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -101,14 +99,7 @@ def main() -> None:
                 rounds = ", ".join(f"{r['us']:.0f}" for r in runs)
                 print(f"  µs per request by round: {rounds}")
     finally:
-        for gateway, _ in variants.values():
-            gateway.send_signal(signal.SIGTERM)
-            gateway.wait(10)
-        nginx.send_signal(signal.SIGTERM)
-        nginx.wait(10)
-        if redis is not None:
-            redis.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        bench.stop_all([*(gateway for gateway, _ in variants.values()), nginx], redis, work)
 
 
 if __name__ == "__main__":

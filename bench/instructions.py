@@ -205,11 +205,7 @@ def main() -> None:
         for name, per_request in list(counts.items())[1:]:
             print(f"this checkout / {name}: {first / per_request:.3f}")
     finally:
-        nginx.send_signal(signal.SIGTERM)
-        nginx.wait(10)
-        if redis is not None:
-            redis.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        bench.stop_all([nginx], redis, work)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,16 @@ def start_gateway(
     return proc, port
 
 
+def stop_all(processes: list[subprocess.Popen[bytes]], redis: RedisServer | None, work: Path) -> None:
+    """Stop what a benchmark started: each process by its PID (SIGTERM, then wait), Redis, the work folder."""
+    for proc in processes:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    if redis is not None:
+        redis.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def upstream_url(nginx_port: int) -> str:
     return f"http://127.0.0.1:{nginx_port}/v1/chat/completions"
 
