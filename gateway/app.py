@@ -76,6 +76,7 @@ class Components:
     decision_log: DecisionLogger
     gate: PolicyGate
     tracing: Tracing
+    dollars: DollarBudgets
 
 
 def build_components(
@@ -132,6 +133,7 @@ def build_components(
         decision_log,
         gate,
         tracing,
+        dollars,
     )
 
 
@@ -261,6 +263,8 @@ async def admin_status(request: Request) -> Response:
             "policy_revision": c.policy.revision,
             "policy_engine": c.settings.policy.engine,
             "state_store": c.meter.mode,
+            # group commit: budget calls and the Redis script calls they took ({} without Redis)
+            "state_batches": {**c.meter.batches(), **(c.dollars.batches() if c.redis is not None else {})},
             "breakers": {
                 p.name: breakers.get(p.name, {"state": "closed", "trips": 0, "open_for_seconds": 0.0})
                 for p in c.settings.providers

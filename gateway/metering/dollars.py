@@ -168,6 +168,14 @@ class DollarBudgets:
             key = (_key(limit), period)
             self._local[key] = max(0, self._local[key] + delta)
 
+    def batches(self) -> dict[str, dict[str, int]]:
+        """Holds and settlements made in Redis, and the script calls they took (every team's summed)."""
+        found = {}
+        for name, batchers in (("dollar_reserves", self._reserves), ("dollar_settlements", self._settles)):
+            stats = [b.stats() for b in batchers.values()]
+            found[name] = {k: sum(s[k] for s in stats) for k in ("calls", "script_calls")}
+        return found
+
     def _batcher(
         self, batchers: dict[str, GroupCommit[_Item, list[Any]]], team: str, mode: str
     ) -> GroupCommit[_Item, list[Any]]:

@@ -61,6 +61,11 @@ class Meter:
     def in_fallback(self) -> bool:
         return self._outage is not None and self._outage.down
 
+    def batches(self) -> dict[str, dict[str, int]]:
+        """The shared store's calls and the script calls they took (group commit); {} without one."""
+        batches = getattr(self._shared, "batches", None)
+        return dict(batches()) if batches is not None else {}
+
     async def start(self) -> None:
         if self._instances is not None:
             await self._instances.start()

@@ -30,6 +30,9 @@ class RedisStore:
         self.reserves: GroupCommit[_Reserve, Outcome] = GroupCommit(self._reserve_batch, on_abandoned=self._give_back)
         self.settles: GroupCommit[_Settle, float] = GroupCommit(self._settle_batch)
 
+    def batches(self) -> dict[str, dict[str, int]]:
+        return {"token_reserves": self.reserves.stats(), "token_settlements": self.settles.stats()}
+
     async def reserve(self, team: Budget, provider: Budget, amount: int) -> Outcome:
         return await self.reserves.submit((team, provider, amount))
 

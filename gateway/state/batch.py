@@ -83,6 +83,10 @@ class GroupCommit(Generic[T, R]):
         finally:
             self._sender = None
 
+    def stats(self) -> dict[str, int]:
+        """Calls made and the script calls they took (/admin/status)."""
+        return {"calls": self.items, "script_calls": self.round_trips}
+
     def _ended(self, sender: asyncio.Task[None]) -> None:
         """A sender cancelled before it ran (its body clears `_sender` itself): no call waits for ever."""
         if self._sender is sender:
