@@ -22,6 +22,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from gateway.state import STORE_ERRORS, Outage, load_script
 from gateway.state.batch import GroupCommit
@@ -202,10 +203,17 @@ class DollarBudgets:
                 args += [limit.window, value]
         flat = await self._script(keys=keys, args=args)
         answers, at = [], 0
-        while at < len(flat):
-            size = int(flat[at])
-            answers.append(flat[at + 1 : at + 1 + size])
-            at += 1 + size
+        try:
+            while at < len(flat):
+                size = int(flat[at])
+                answers.append(flat[at + 1 : at + 1 + size])
+                at += 1 + size
+            for (limits, _, _), answer in zip(items, answers, strict=False):
+                held = mode == "reserve" and int(answer[0]) == 0
+                if len(answer) != (2 + len(limits) if held else 4 if mode == "reserve" else 1):
+                    raise ValueError(f"{len(answer)} values")
+        except (IndexError, TypeError, ValueError) as exc:  # not what dollars.lua answers
+            raise ResponseError("malformed dollars reply") from exc
         return answers
 
     async def _give_back(self, item: _Item, reply: list[Any]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from gateway.metering.store import STATUS, Budget, Outcome
 from gateway.state import load_script
@@ -46,16 +47,19 @@ class RedisStore:
             keys += [PREFIX + team.key, PREFIX + provider.key]
             args += [team.limit, provider.limit, amount]
         reply = await self._reserve_script(keys=keys, args=args)
-        return [
-            Outcome(
-                STATUS[int(status)],  # type: ignore[arg-type]
-                float(team_left),
-                float(provider_left),
-                float(retry_after),
-                int(second),
-            )
-            for status, team_left, provider_left, retry_after, second in _rows(reply, 5)
-        ]
+        try:
+            return [
+                Outcome(
+                    STATUS[int(status)],  # type: ignore[arg-type]
+                    float(team_left),
+                    float(provider_left),
+                    float(retry_after),
+                    int(second),
+                )
+                for status, team_left, provider_left, retry_after, second in _rows(reply, 5)
+            ]
+        except (KeyError, TypeError, ValueError) as exc:  # not what reserve.lua answers
+            raise ResponseError("malformed reserve reply") from exc
 
     async def _settle_batch(self, items: list[_Settle]) -> list[float]:
         keys: list[str] = []
@@ -63,7 +67,11 @@ class RedisStore:
         for team, provider, second, delta in items:
             keys += [PREFIX + team.key, PREFIX + provider.key]
             args += [second, delta]
-        return [float(used) for used in await self._settle_script(keys=keys, args=args)]
+        reply = await self._settle_script(keys=keys, args=args)
+        try:
+            return [float(used) for used in reply]
+        except (TypeError, ValueError) as exc:  # not what settle.lua answers
+            raise ResponseError("malformed settle reply") from exc
 
     async def _give_back(self, item: _Reserve, outcome: Outcome) -> None:
         """A reservation whose caller stopped waiting (its request was cancelled): released at once."""

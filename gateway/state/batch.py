@@ -9,7 +9,9 @@ other that came in the same turn): no timer, no added wait.
 Semantics are those of the same calls made one after another: the script applies a batch's items in order,
 each seeing the ones before it, atomically as a whole. A failed round trip fails every call of its batch
 with the same error, as each would have failed alone. A caller that stops waiting (cancelled) leaves its
-item in the batch; `on_abandoned` gets the result it would have had (a reservation to give back).
+item in the batch; `on_abandoned` gets the result it would have had (a reservation to give back). A reply
+of the wrong shape is a store error (redis ResponseError, one of STORE_ERRORS): callers fall back as for an
+outage, never fail the request.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from redis.exceptions import ResponseError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -63,8 +67,8 @@ class GroupCommit(Generic[T, R]):
                 self.items += len(batch)
                 try:
                     results = await self._run([item for item, _ in batch])
-                    if len(results) != len(batch):
-                        raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
+                    if len(results) != len(batch):  # a reply no script of ours gives: the store's fault
+                        raise ResponseError(f"{len(results)} results for a batch of {len(batch)}")
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the store's errors reach each caller, which falls back as alone

@@ -191,3 +191,24 @@ def test_a_hold_whose_request_went_away_is_given_back(redis_url: str) -> None:
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "reply", [[1, 0], [2, 0, "5"], ["x"], [3, 1, 0, 0]], ids=["short", "held-short", "nan", "short-refusal"]
+)
+def test_a_malformed_script_reply_falls_back_to_local_budgets(redis_url: str, reply: list[object]) -> None:
+    async def scenario() -> None:
+        client = redis_client(redis_url, timeout_ms=500)
+        budgets = DollarBudgets(client, None)
+
+        async def garbage(**_: object) -> list[object]:
+            return reply
+
+        budgets._script = garbage
+        try:
+            hold = await budgets.reserve(limits("malformed-team", 1.0), int(0.2 * USD))
+            assert not hold.shared and hold.remaining_nusd == int(0.8 * USD)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())

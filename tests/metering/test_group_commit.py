@@ -12,7 +12,7 @@ import pytest
 
 from gateway.metering.redis_store import PREFIX, RedisStore
 from gateway.metering.store import Budget
-from gateway.state import redis_client
+from gateway.state import STORE_ERRORS, redis_client
 from gateway.state.batch import GroupCommit
 from tests.harness import RedisServer
 
@@ -167,3 +167,28 @@ async def test_stopping_the_sender_mid_round_trip_cancels_its_batch_and_the_wait
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     trips.release.set()
     assert await batcher.submit(3) == 6
+
+
+async def test_a_reply_of_the_wrong_shape_is_a_store_error_for_each_caller() -> None:
+    async def short(items: list[int]) -> list[int]:
+        return items[1:]
+
+    batcher: GroupCommit[int, int] = GroupCommit(short)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(r, STORE_ERRORS) for r in results), results
+
+
+async def test_the_token_store_answers_a_malformed_script_reply_with_a_store_error(
+    redis_store: tuple[RedisStore, object],
+) -> None:
+    store, _ = redis_store
+
+    async def garbage(**_: object) -> list[object]:
+        return ["x", "1", "2"]
+
+    store._reserve_script = garbage
+    store._settle_script = garbage
+    with pytest.raises(STORE_ERRORS):
+        await store.reserve(Budget("team:m", 10), Budget("provider:m", 10), 1)
+    with pytest.raises(STORE_ERRORS):
+        await store.settle(Budget("team:m", 10), Budget("provider:m", 10), 0, 1)
