@@ -264,7 +264,7 @@ async def admin_status(request: Request) -> Response:
             "policy_engine": c.settings.policy.engine,
             "state_store": c.meter.mode,
             # group commit: budget calls and the Redis script calls they took ({} without Redis)
-            "state_batches": {**c.meter.batches(), **(c.dollars.batches() if c.redis is not None else {})},
+            "state_batches": {**c.meter.batches(), **c.dollars.batches()},
             "breakers": {
                 p.name: breakers.get(p.name, {"state": "closed", "trips": 0, "open_for_seconds": 0.0})
                 for p in c.settings.providers

@@ -14,6 +14,7 @@ Over budget: BudgetExceeded (429 budget_exceeded) with Retry-After until the blo
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ def _key(limit: DollarLimit) -> str:
 
 
 _Item = tuple[tuple[DollarLimit, ...], int, tuple[str, ...]]  # limits, amount (or delta), periods (settle)
+_Answer = DollarHold | BudgetShort | None  # a reserve's outcome; None for a settlement
 
 
 class DollarBudgets:
@@ -98,8 +100,8 @@ class DollarBudgets:
         self._zone = ZoneInfo(time_zone)
         self._cached_calendar: _Calendar | None = None
         self._script: Any = load_script(client, "gateway.metering", "dollars") if client is not None else None
-        self._reserves: dict[str, GroupCommit[_Item, list[Any]]] = {}  # per team: one Redis Cluster slot each
-        self._settles: dict[str, GroupCommit[_Item, list[Any]]] = {}
+        self._reserves: dict[str, GroupCommit[_Item, _Answer]] = {}  # per team: one Redis Cluster slot each
+        self._settles: dict[str, GroupCommit[_Item, _Answer]] = {}
         self._expected = expected_instances if client is not None else 1
         self._local: dict[tuple[str, str], int] = defaultdict(int)  # (key, period) -> nano-dollars
         # the room Redis last reported for a budget set, so a fallback never starts from a fresh budget
@@ -113,18 +115,18 @@ class DollarBudgets:
         """Reserve `amount` in every budget, or raise BudgetShort naming the one that is short."""
         if self._script is not None and not (self._outage is not None and self._outage.down):
             try:
-                reply = await self._batcher(self._reserves, limits[0].team, "reserve").submit((limits, amount, ()))
+                answer = await self._batcher(self._reserves, limits[0].team, "reserve").submit((limits, amount, ()))
             except STORE_ERRORS as exc:
                 if self._outage is not None:
                     self._outage.mark_down(exc)
             else:
-                if int(reply[0]) == 1:
-                    short = limits[int(reply[1]) - 1]
-                    self._last_room[tuple(_key(x) for x in limits)] = ((), int(reply[3]))
-                    raise BudgetShort(short, float(reply[2]), int(reply[3]))
-                periods = tuple(p.decode() if isinstance(p, bytes) else str(p) for p in reply[2:])
-                self._last_room[tuple(_key(x) for x in limits)] = (periods, int(reply[1]))
-                return DollarHold(limits, amount, int(reply[1]), periods)
+                budgets = tuple(_key(x) for x in limits)
+                if isinstance(answer, BudgetShort):
+                    self._last_room[budgets] = ((), answer.remaining_nusd)
+                    raise answer
+                assert answer is not None  # a reserve's answer is a hold or a shortage
+                self._last_room[budgets] = (answer.periods, answer.remaining_nusd)
+                return answer
         return self._reserve_local(limits, amount)
 
     def _reserve_local(self, limits: tuple[DollarLimit, ...], amount: int) -> DollarHold:
@@ -170,7 +172,10 @@ class DollarBudgets:
             self._local[key] = max(0, self._local[key] + delta)
 
     def batches(self) -> dict[str, dict[str, int]]:
-        """Holds and settlements made in Redis, and the script calls they took (every team's summed)."""
+        """Holds and settlements made in Redis, and the script calls they took (every team's summed); {}
+        without Redis."""
+        if self._script is None:
+            return {}
         found = {}
         for name, batchers in (("dollar_reserves", self._reserves), ("dollar_settlements", self._settles)):
             stats = [b.stats() for b in batchers.values()]
@@ -178,20 +183,21 @@ class DollarBudgets:
         return found
 
     def _batcher(
-        self, batchers: dict[str, GroupCommit[_Item, list[Any]]], team: str, mode: str
-    ) -> GroupCommit[_Item, list[Any]]:
+        self, batchers: dict[str, GroupCommit[_Item, _Answer]], team: str, mode: str
+    ) -> GroupCommit[_Item, _Answer]:
         batcher = batchers.get(team)
         if batcher is None:
 
-            async def run(items: list[_Item]) -> list[list[Any]]:
+            async def run(items: list[_Item]) -> list[_Answer]:
                 return await self._run_batch(mode, items)
 
             abandoned = self._give_back if mode == "reserve" else None
             batcher = batchers[team] = GroupCommit(run, on_abandoned=abandoned)
         return batcher
 
-    async def _run_batch(self, mode: str, items: list[_Item]) -> list[list[Any]]:
-        """One script call for a batch of one team's reserves or settlements: each item's answer."""
+    async def _run_batch(self, mode: str, items: list[_Item]) -> list[_Answer]:
+        """One script call for a batch of one team's reserves or settlements: each item's answer, checked
+        (a reply dollars.lua does not give is a store error: the caller falls back as in an outage)."""
         keys: list[str] = []
         args: list[Any] = [mode, self._offset()]
         for limits, amount, periods in items:
@@ -202,26 +208,28 @@ class DollarBudgets:
             ):
                 args += [limit.window, value]
         flat = await self._script(keys=keys, args=args)
-        answers, at = [], 0
+        answers: list[_Answer] = []
+        at = 0
         try:
-            while at < len(flat):
+            for limits, amount, _ in items:
                 size = int(flat[at])
-                answers.append(flat[at + 1 : at + 1 + size])
+                answer = flat[at + 1 : at + 1 + size]
                 at += 1 + size
-            for (limits, _, _), answer in zip(items, answers, strict=False):
-                held = mode == "reserve" and int(answer[0]) == 0
-                if len(answer) != (2 + len(limits) if held else 4 if mode == "reserve" else 1):
-                    raise ValueError(f"{len(answer)} values")
+                if mode == "reserve":
+                    answers.append(_reserved(limits, amount, answer))
+                else:
+                    _settled(answer)
+                    answers.append(None)
+            if at != len(flat):
+                raise ValueError(f"{len(flat) - at} values past the last item")
         except (IndexError, TypeError, ValueError) as exc:  # not what dollars.lua answers
             raise ResponseError("malformed dollars reply") from exc
         return answers
 
-    async def _give_back(self, item: _Item, reply: list[Any]) -> None:
+    async def _give_back(self, item: _Item, answer: _Answer) -> None:
         """A hold whose caller stopped waiting (its request was cancelled): released at once."""
-        limits, amount, _ = item
-        if int(reply[0]) == 0:
-            periods = tuple(p.decode() if isinstance(p, bytes) else str(p) for p in reply[2:])
-            await self.settle(DollarHold(limits, amount, int(reply[1]), periods), 0)
+        if isinstance(answer, DollarHold):
+            await self.settle(answer, 0)
 
     def _calendar(self) -> _Calendar:
         """Today's and this month's names in the budgets' time zone, and when each ends; recomputed only
@@ -230,3 +238,21 @@ class DollarBudgets:
         if calendar is None or time.time() >= calendar.ends["day"]:
             calendar = self._cached_calendar = _Calendar.at(datetime.now(self._zone))
         return calendar
+
+
+def _reserved(limits: tuple[DollarLimit, ...], amount: int, answer: list[Any]) -> DollarHold | BudgetShort:
+    """dollars.lua's answer to one reserve: {0, remaining, period per budget} or {1, index, seconds, remaining}."""
+    if len(answer) == 2 + len(limits) and int(answer[0]) == 0:
+        periods = tuple(p.decode() if isinstance(p, bytes) else str(p) for p in answer[2:])
+        return DollarHold(limits, amount, int(answer[1]), periods)
+    if len(answer) == 4 and int(answer[0]) == 1 and 1 <= int(answer[1]) <= len(limits):
+        retry_after = float(answer[2])
+        if not math.isfinite(retry_after):
+            raise ValueError("retry_after is not a number of seconds")
+        return BudgetShort(limits[int(answer[1]) - 1], retry_after, int(answer[3]))
+    raise ValueError(f"not a reserve answer: {len(answer)} values")
+
+
+def _settled(answer: list[Any]) -> None:
+    if len(answer) != 1:
+        raise ValueError(f"not a settle answer: {len(answer)} values")

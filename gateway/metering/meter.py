@@ -63,8 +63,8 @@ class Meter:
 
     def batches(self) -> dict[str, dict[str, int]]:
         """The shared store's calls and the script calls they took (group commit); {} without one."""
-        batches = getattr(self._shared, "batches", None)
-        return dict(batches()) if batches is not None else {}
+        batches = getattr(self._shared, "batches", None)  # RedisStore's; the memory store has none
+        return batches() if batches is not None else {}
 
     async def start(self) -> None:
         if self._instances is not None:

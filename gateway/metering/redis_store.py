@@ -10,6 +10,7 @@ call (state/batch.py): the same effects as one call each, in order.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -48,7 +49,7 @@ class RedisStore:
             args += [team.limit, provider.limit, amount]
         reply = await self._reserve_script(keys=keys, args=args)
         try:
-            return [
+            outcomes = [
                 Outcome(
                     STATUS[int(status)],  # type: ignore[arg-type]
                     float(team_left),
@@ -60,6 +61,9 @@ class RedisStore:
             ]
         except (KeyError, TypeError, ValueError) as exc:  # not what reserve.lua answers
             raise ResponseError("malformed reserve reply") from exc
+        if not all(math.isfinite(x) for o in outcomes for x in (o.team_remaining, o.provider_remaining, o.retry_after)):
+            raise ResponseError("malformed reserve reply")  # a NaN would reach the rate-limit headers
+        return outcomes
 
     async def _settle_batch(self, items: list[_Settle]) -> list[float]:
         keys: list[str] = []
@@ -69,9 +73,12 @@ class RedisStore:
             args += [second, delta]
         reply = await self._settle_script(keys=keys, args=args)
         try:
-            return [float(used) for used in reply]
+            used = [float(x) for x in reply]
         except (TypeError, ValueError) as exc:  # not what settle.lua answers
             raise ResponseError("malformed settle reply") from exc
+        if not all(math.isfinite(x) for x in used):
+            raise ResponseError("malformed settle reply")
+        return used
 
     async def _give_back(self, item: _Reserve, outcome: Outcome) -> None:
         """A reservation whose caller stopped waiting (its request was cancelled): released at once."""

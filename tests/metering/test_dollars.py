@@ -194,7 +194,9 @@ def test_a_hold_whose_request_went_away_is_given_back(redis_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "reply", [[1, 0], [2, 0, "5"], ["x"], [3, 1, 0, 0]], ids=["short", "held-short", "nan", "short-refusal"]
+    "reply",
+    [[1, 0], [2, 0, "5"], ["x"], [3, 1, 0, 0], [4, 1, 9, 0, "0"], [4, 1, 1, "nan", "0"], [3, 0, "5", "2026-11-29", 7]],
+    ids=["short", "held-short", "nan", "short-refusal", "no-such-budget", "nan-wait", "trailing"],
 )
 def test_a_malformed_script_reply_falls_back_to_local_budgets(redis_url: str, reply: list[object]) -> None:
     async def scenario() -> None:

@@ -183,12 +183,14 @@ async def test_the_token_store_answers_a_malformed_script_reply_with_a_store_err
 ) -> None:
     store, _ = redis_store
 
-    async def garbage(**_: object) -> list[object]:
-        return ["x", "1", "2"]
+    for reply in (["x", "1", "2"], ["0", "nan", "1", "0", "5"], ["0", "1", "1", "0"]):
 
-    store._reserve_script = garbage
-    store._settle_script = garbage
-    with pytest.raises(STORE_ERRORS):
-        await store.reserve(Budget("team:m", 10), Budget("provider:m", 10), 1)
-    with pytest.raises(STORE_ERRORS):
-        await store.settle(Budget("team:m", 10), Budget("provider:m", 10), 0, 1)
+        async def garbage(reply: list[str] = reply, **_: object) -> list[str]:
+            return reply
+
+        store._reserve_script = garbage
+        store._settle_script = garbage
+        with pytest.raises(STORE_ERRORS):
+            await store.reserve(Budget("team:m", 10), Budget("provider:m", 10), 1)
+        with pytest.raises(STORE_ERRORS):
+            await store.settle(Budget("team:m", 10), Budget("provider:m", 10), 0, 1)
