@@ -142,7 +142,7 @@ def count_instructions(
         cwd=root,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=(errors := out.with_suffix(".stderr").open("w")),
         env={"PYTHONPATH": f"{root}:{ROOT}", "GOGC": "400", "PATH": "/usr/bin:/bin", **(env or {})},
         text=True,
     )
@@ -151,7 +151,10 @@ def count_instructions(
         for expected, switch in (("ready", "on"), ("done", "off")):
             line = proc.stdout.readline().strip()
             if line != expected:
-                raise RuntimeError(f"the gateway under valgrind said {line!r}, not {expected!r}")
+                proc.kill()
+                proc.wait()
+                tail = [t for t in out.with_suffix(".stderr").read_text().splitlines() if not t.startswith("==")]
+                raise RuntimeError(f"the gateway under valgrind said {line!r}, not {expected!r}: {tail[-20:]}")
             subprocess.run(["callgrind_control", "-i", switch, str(proc.pid)], check=True, capture_output=True)
             proc.stdin.write("\n")
             proc.stdin.flush()
@@ -160,6 +163,7 @@ def count_instructions(
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        errors.close()
     totals = [int(m.group(1)) for m in re.finditer(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)]
     if not totals:
         raise RuntimeError(f"no instruction count in {out}")

@@ -150,7 +150,8 @@ async def _on_headers_sent(session: object, context: Any, params: object) -> Non
 
 
 class Upstream:
-    """The shared, pooled client every attempt goes through. Redirects are never followed."""
+    """The shared, pooled client every attempt goes through. Redirects are never followed; cookies are
+    never kept."""
 
     def __init__(self, *, limit: int = 512) -> None:
         self._limit = limit
@@ -162,7 +163,13 @@ class Upstream:
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(_on_headers_sent)
         self._client = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, trust_env=False, trace_configs=[trace]
+            connector=connector,
+            auto_decompress=True,
+            trust_env=False,
+            trace_configs=[trace],
+            # one client serves every team: a cookie a provider sets is never kept, so it never rides along
+            # on another team's request (and no jar is consulted per request)
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     @property

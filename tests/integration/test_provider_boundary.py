@@ -343,3 +343,36 @@ def _with(provider: ProviderSettings, **changes: Any) -> ProviderSettings:
 
 def _replace(settings: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(settings, **changes)
+
+
+# cookies
+
+
+def test_a_providers_cookie_is_never_sent_back_nor_passed_on(standins: StandInServers) -> None:
+    """One pooled client serves every team: a cookie one answer sets would ride along on the next team's
+    request to that host. The gateway keeps none and forwards none. (A host name, not an IP: aiohttp's
+    default jar ignores cookies from IP addresses, which would hide the leak here.)"""
+    settings = settings_for(standins)
+    by_name = [
+        p if p.name != "azure-eu-west" else _with(p, base_url=p.base_url.replace("127.0.0.1", "localhost"))
+        for p in settings.providers
+    ]
+    answer = {
+        "id": "chatcmpl-cookie",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+    }
+    cookie = ("Set-Cookie", "__cf_bm=team-a-session; Path=/; HttpOnly")
+    headers = (("Content-Type", "application/json"), cookie)
+    with GatewayThread(_replace(settings, providers=by_name)) as gateway:
+        standins["azure-eu-west"].script(Behavior(raw=Raw(200, headers, (json.dumps(answer).encode(),))))
+        first = post(gateway, EU)
+        assert first.status_code == 200, first.text
+        assert "set-cookie" not in first.headers
+        second = post(gateway, EU)
+        assert second.status_code == 200
+        assert standins["azure-eu-west"].received[-1].path == standins["azure-eu-west"].received[-2].path
+        assert "cookie" not in {k.lower() for k in standins["azure-eu-west"].received[-1].headers}
