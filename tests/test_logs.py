@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.observe import logs
 
@@ -46,3 +50,100 @@ def test_uvicorn_access_log_is_off() -> None:
     stream = _capture()
     logging.getLogger("uvicorn.access").info('%s - "%s %s"', "127.0.0.1", "POST", "/v1/chat/completions?key=secret")
     assert stream.getvalue() == ""
+
+
+# the per-request lines are written straight to the handler's stream (logs.LINES): same bytes, fewer flushes
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def _request(**values: object) -> dict[str, object]:
+    return {key: None for key in logs.REQUEST_FIELDS} | values
+
+
+def test_request_lines_in_one_loop_turn_are_flushed_once_after_it() -> None:
+    stream = _CountingStream()
+    logs.configure(stream, level=logging.INFO)
+
+    async def finish_together() -> tuple[int, int]:
+        for n in range(5):
+            logs.emit_request(_request(status=200, request_id=str(n)), log_level="metadata")
+        before = stream.flushes
+        await asyncio.sleep(0)  # the loop's next turn
+        return before, stream.flushes
+
+    before, after = asyncio.run(finish_together())
+    assert (before, after) == (0, 1)
+    assert [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()] == ["0", "1", "2", "3", "4"]
+
+
+def test_request_line_outside_a_loop_is_flushed_at_once() -> None:
+    stream = _CountingStream()
+    logs.configure(stream, level=logging.INFO)
+    logs.emit_request(_request(status=200), log_level="metadata")
+    assert stream.flushes == 1 and json.loads(stream.getvalue())["status"] == 200
+
+
+def test_request_lines_follow_the_log_level() -> None:
+    stream = io.StringIO()
+    logs.configure(stream, level=logging.WARNING)
+    logs.emit_request(_request(status=200), log_level="metadata")
+    assert stream.getvalue() == ""
+
+
+def test_request_lines_go_through_logging_when_someone_else_owns_the_handlers() -> None:
+    logs.configure(io.StringIO(), level=logging.INFO)
+    theirs = io.StringIO()
+    handler = logging.StreamHandler(theirs)
+    handler.setFormatter(logs.JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    try:
+        logs.emit_request(_request(status=201, messages="PATIENT-TEXT"), log_level="metadata")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = json.loads(theirs.getvalue())
+    assert line["status"] == 201 and list(line) == list(logs.REQUEST_FIELDS)
+    assert "PATIENT-TEXT" not in theirs.getvalue()
+
+
+def test_a_closed_log_stream_never_fails_the_request() -> None:
+    stream = io.StringIO()
+    logs.configure(stream, level=logging.INFO)
+    stream.close()
+    logs.emit_request(_request(status=200), log_level="metadata")  # no exception
+
+    async def in_a_loop() -> None:
+        logs.emit_request(_request(status=200), log_level="metadata")
+        await asyncio.sleep(0)
+
+    asyncio.run(in_a_loop())
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.fixed_dictionaries({key: _JSONISH for key in logs.REQUEST_FIELDS}), content=_JSONISH)
+def test_direct_lines_are_the_bytes_logging_would_write(values: dict[str, object], content: object) -> None:
+    direct, through = io.StringIO(), io.StringIO()
+    logs.configure(direct, level=logging.INFO)
+    logs.emit_request(values, log_level="content", content={"messages": content, "completion": "c"})
+    handler = logging.StreamHandler(through)
+    handler.setFormatter(logs.JsonFormatter())
+    line = {key: values.get(key) for key in logs.REQUEST_FIELDS} | {"messages": content, "completion": "c"}
+    record = logging.LogRecord("gateway.request", logging.INFO, "", 0, "request", None, None)
+    record.gateway_request = line
+    handler.emit(record)
+    assert direct.getvalue() == through.getvalue()

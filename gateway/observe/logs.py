@@ -15,6 +15,7 @@ How leaks are prevented, not just avoided:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -68,6 +69,7 @@ _ARGS_ALLOWED = frozenset(
     }
 )
 ACCESS_LOGGER = "gateway.request"
+_REQUEST_LOGGER = logging.getLogger(ACCESS_LOGGER)
 
 
 class JsonFormatter(logging.Formatter):
@@ -101,6 +103,53 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _Lines:
+    """The per-request records (request, decision) written straight to the JSON handler's stream: the same
+    bytes the logging machinery would write, without its record, filter and handler chain per line, and
+    flushed once per event-loop turn rather than once per line (one write for the lines of the requests
+    that finished together). Whenever the root logger's handlers are not the ones configure() installed
+    (a test's capture, an embedding application's own setup), lines go through `logging` as before."""
+
+    def __init__(self) -> None:
+        self.handler: logging.StreamHandler[IO[str]] | None = None
+        self._handlers: list[logging.Handler] = []
+        self._due: set[asyncio.AbstractEventLoop] = set()
+
+    def install(self, handler: logging.StreamHandler[IO[str]]) -> None:
+        self.handler = handler
+        self._handlers = [handler]
+
+    def write(self, logger: logging.Logger, line: dict[str, Any]) -> None:
+        """One JSON line, at INFO, as `logger` would have written it."""
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        handler = self.handler
+        if handler is None or logging.root.handlers != self._handlers or not logger.propagate or logger.handlers:
+            logger.info("request", extra={"gateway_request": line})
+            return
+        text = _JSON.encode(line) + "\n"
+        # a closed or broken stream never fails the request (logging's handlers swallow it the same way)
+        with handler.lock or contextlib.nullcontext(), contextlib.suppress(OSError, ValueError):
+            handler.stream.write(text)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: at once, as the handler would
+            handler.flush()
+            return
+        if loop not in self._due:
+            self._due.add(loop)
+            loop.call_soon(self._flush, loop)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._due.discard(loop)
+        if self.handler is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.handler.flush()
+
+
+LINES = _Lines()
+
+
 def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
     # no line carries the caller's file, thread or process: skip collecting them for every record (the
     # logging HOWTO's "Optimization"; finding the caller walks the stack)
@@ -111,6 +160,7 @@ def configure(stream: IO[str] | None = None, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    LINES.install(handler)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
         logger = logging.getLogger(name)
         logger.handlers = []
@@ -142,7 +192,7 @@ def emit_request(record: dict[str, Any], *, log_level: str, content: dict[str, A
     line = {key: record.get(key) for key in REQUEST_FIELDS}
     if log_level == "content" and content:
         line.update({key: content.get(key) for key in CONTENT_FIELDS})
-    logging.getLogger(ACCESS_LOGGER).info("request", extra={"gateway_request": line})
+    LINES.write(_REQUEST_LOGGER, line)
 
 
 def now_iso() -> str:

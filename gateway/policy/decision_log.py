@@ -32,6 +32,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from gateway import __version__, tasks
+from gateway.observe import logs
 from gateway.observe.metrics import Metrics
 from gateway.policy.engine import Decision, Masker
 from gateway.settings import DecisionLogSettings
@@ -142,7 +143,7 @@ class DecisionLogger:
         if sink == "console":
             logger = logging.getLogger(EVENT_LOGGER)
             for event in events:
-                logger.info("decision", extra={"gateway_request": event})
+                logs.LINES.write(logger, event)
         elif sink == "file":
             lines = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
             await asyncio.to_thread(_append, Path(self._settings.path), lines)

@@ -354,7 +354,7 @@ def test_a_providers_cookie_is_never_sent_back_nor_passed_on(standins: StandInSe
     default jar ignores cookies from IP addresses, which would hide the leak here.)"""
     settings = settings_for(standins)
     by_name = [
-        p if p.name != "azure-eu-west" else _with(p, base_url=p.base_url.replace("127.0.0.1", "localhost"))
+        p if p.name != "azure-eu-west" else _with(p, base_url=(p.base_url or "").replace("127.0.0.1", "localhost"))
         for p in settings.providers
     ]
     answer = {
