@@ -171,6 +171,12 @@ class DecisionCache:
     def get(self, key: str) -> Any | None:
         """A fresh copy of the stored answer: each request's decision gets its own (Decision.raw is a plain
         dict), so nothing done to one request's answer reaches the next."""
+        text = self.get_text(key)
+        return None if text is None else json.loads(text)
+
+    def get_text(self, key: str) -> str | None:
+        """The stored answer as JSON text: the same str object for as long as the entry lives (so a caller
+        may key its own derived values by it; its hash is computed once)."""
         with self._lock:
             text = self._entries.get(key)
             if text is None:
@@ -178,7 +184,7 @@ class DecisionCache:
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
-        return json.loads(text)
+        return text
 
     def offer(self, key: str, projection: dict[str, Any], served: Any) -> None:
         """Verify and store this answer in the background, unless a verification is already queued."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +29,15 @@ from gateway.policy import bundle as bundles
 from gateway.policy import masking
 from gateway.policy.compiler import compile_engine
 from gateway.policy.decision_cache import DecisionCache
-from gateway.policy.engine import Decision, Masker, PolicyQueryError, fail_closed, new_decision_id, parse_decision
+from gateway.policy.engine import (
+    Decision,
+    Masker,
+    PolicyQueryError,
+    fail_closed,
+    new_decision_id,
+    parse_decision,
+    stamped,
+)
 
 log = logging.getLogger("gateway.policy")
 _QUERY = "gateway.decision"
@@ -44,6 +53,8 @@ class _Active:
     known_keys: frozenset[str] | None  # data.gateway.authn.known_api_key_hashes, None when the policy has none
     mrn_patterns: tuple[str, ...] = ()  # data.gateway.config.content.mrn_patterns
     cache: DecisionCache | None = None  # exact answers by the input fields the policy reads
+    # cached answers already parsed, by their stored text: a hit is not parsed again (bounded: cleared when full)
+    parsed: dict[str, Decision] = field(default_factory=dict)
 
 
 class EmbeddedEngine:
@@ -110,7 +121,7 @@ class EmbeddedEngine:
             return fail_closed("unavailable", "no policy bundle is active", decision_id=decision_id, revision="")
         lookup = _lookup(active, policy_input)
         if lookup.hit is not None:
-            return parse_decision(lookup.hit, decision_id=decision_id, revision=active.bundle.revision)
+            return _from_cache(active, lookup.hit, decision_id)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _evaluate, active, policy_input, decision_id, lookup)
 
@@ -121,7 +132,7 @@ class EmbeddedEngine:
             return fail_closed("unavailable", "no policy bundle is active", decision_id=decision_id, revision="")
         lookup = _lookup(active, policy_input)
         if lookup.hit is not None:
-            return parse_decision(lookup.hit, decision_id=decision_id, revision=active.bundle.revision)
+            return _from_cache(active, lookup.hit, decision_id)
         return _evaluate(active, policy_input, decision_id, lookup)
 
     async def start(self) -> None:
@@ -279,7 +290,7 @@ class EmbeddedEngine:
 class _Lookup:
     key: str = ""  # empty: not cacheable (no cache, or an input that is not JSON)
     projection: dict[str, Any] = field(default_factory=dict)
-    hit: Any = None
+    hit: str | None = None  # the cached answer's JSON text
 
 
 def _lookup(active: _Active, policy_input: dict[str, Any]) -> _Lookup:
@@ -292,7 +303,25 @@ def _lookup(active: _Active, policy_input: dict[str, Any]) -> _Lookup:
         key = cache.reads.key(projection)
     except (TypeError, ValueError):  # not JSON (never from the pipeline): decide it uncached
         return _Lookup()
-    return _Lookup(key, projection, cache.get(key))
+    return _Lookup(key, projection, cache.get_text(key))
+
+
+PARSED_ANSWERS = 1024
+
+
+def _from_cache(active: _Active, text: str, decision_id: str) -> Decision:
+    """A cached answer as this request's decision: its own id and its own copy of the raw answer; the
+    parsing done once per distinct answer (a malformed one is parsed, and fails closed, every time)."""
+    raw = json.loads(text)
+    template = active.parsed.get(text)
+    if template is not None:
+        return stamped(template, decision_id=decision_id, raw=raw)
+    decision = parse_decision(raw, decision_id=decision_id, revision=active.bundle.revision)
+    if decision.error is None:
+        if len(active.parsed) >= PARSED_ANSWERS:
+            active.parsed.clear()
+        active.parsed[text] = decision
+    return decision
 
 
 def _evaluate(active: _Active, policy_input: dict[str, Any], decision_id: str, lookup: _Lookup) -> Decision:

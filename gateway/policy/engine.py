@@ -176,6 +176,28 @@ def _parse(raw: Any, *, decision_id: str, revision: str) -> Decision:
     )
 
 
+def stamped(template: Decision, *, decision_id: str, raw: dict[str, Any]) -> Decision:
+    """`template` (a parsed answer) as another request's decision: its own id and its own copy of the raw
+    answer. What parse_decision would return for that raw answer, without parsing it again."""
+    t = template
+    return Decision(
+        t.allow,
+        t.team,
+        t.use_case,
+        t.reasons,
+        t.log_level,
+        t.routes,
+        t.tokens_per_minute,
+        t.max_tokens,
+        t.data_classification,
+        decision_id,
+        t.policy_revision,
+        t.error,
+        t.dollar_limits,
+        raw,
+    )
+
+
 DOLLAR_LIMITS = {
     ("team", "day"): "usd_per_day",
     ("team", "month"): "usd_per_month",
