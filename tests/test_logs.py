@@ -5,6 +5,7 @@ import io
 import json
 import logging
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -147,3 +148,31 @@ def test_direct_lines_are_the_bytes_logging_would_write(values: dict[str, object
     record.gateway_request = line
     handler.emit(record)
     assert direct.getvalue() == through.getvalue()
+
+
+def _byte_stream(encoding: str) -> tuple[io.BytesIO, io.TextIOWrapper]:
+    raw = io.BytesIO()
+    return raw, io.TextIOWrapper(raw, encoding=encoding, write_through=True)
+
+
+@pytest.mark.parametrize(("encoding", "text"), [("utf-8", "a\ud800b é"), ("latin-1", "日本 é"), ("ascii", "é\udfff")])
+def test_a_line_holding_what_the_stream_cannot_encode_is_kept_escaped(encoding: str, text: str) -> None:
+    """A client can send a lone surrogate ("\\ud800" in its JSON); at `content` level it reaches the line."""
+    raw, stream = _byte_stream(encoding)
+    logs.configure(stream, level=logging.INFO)
+    logs.emit_request(_request(status=200), log_level="content", content={"messages": text, "completion": "ok"})
+    line = json.loads(raw.getvalue().decode(encoding))
+    assert line["status"] == 200 and line["messages"] == text
+
+
+def test_a_surrogate_in_a_line_through_logging_is_kept_too() -> None:
+    raw, stream = _byte_stream("utf-8")
+    logs.configure(io.StringIO(), level=logging.INFO)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    logging.getLogger().addHandler(handler)  # someone else's handler: the logging path
+    try:
+        logs.emit_request(_request(status=201), log_level="content", content={"messages": "x\ud800", "completion": ""})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert json.loads(raw.getvalue().decode())["messages"] == "x\ud800"

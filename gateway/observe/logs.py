@@ -76,7 +76,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request = getattr(record, "gateway_request", None)
         if isinstance(request, dict):
-            return _JSON.encode(request)
+            return _line(request)
         message = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
         if record.args and record.name == "uvicorn.error" and message in _ARGS_ALLOWED:
             with contextlib.suppress(TypeError, ValueError):
@@ -93,10 +93,24 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["exception"] = record.exc_info[0].__name__
-        return _JSON.encode(line)
+        return _line(line)
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # json.dumps: one per call
+_ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def _line(value: dict[str, Any]) -> str:
+    """A JSON line that any UTF-8 stream can take: text as it is, unless it holds what UTF-8 cannot encode
+    (a lone surrogate a client sent as "\\ud800", logged at `content` level), then all of it \\u-escaped.
+    Written as it was, such a line failed in the stream and the request's record was lost."""
+    text = _JSON.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ASCII.encode(value)
+    return text
 
 
 def _iso(ts: float) -> str:
@@ -127,10 +141,13 @@ class _Lines:
         if handler is None or logging.root.handlers != self._handlers or not logger.propagate or logger.handlers:
             logger.info("request", extra={"gateway_request": line})
             return
-        text = _JSON.encode(line) + "\n"
+        text = _line(line) + "\n"
         # a closed or broken stream never fails the request (logging's handlers swallow it the same way)
         with handler.lock or contextlib.nullcontext(), contextlib.suppress(OSError, ValueError):
-            handler.stream.write(text)
+            try:
+                handler.stream.write(text)
+            except UnicodeEncodeError:  # a stream in another encoding than UTF-8: escaped, the line is kept
+                handler.stream.write(_ASCII.encode(line) + "\n")
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop: at once, as the handler would
