@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from gateway import jsontext
 from gateway.errors import InvalidRequest
 from gateway.inbound import TokenParts
 
@@ -76,7 +77,7 @@ def json_body(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
     try:
-        body = json.loads(text)
+        body = jsontext.loads(text)
     except ValueError:
         raise InvalidRequest("request body is not valid JSON") from None
     except RecursionError:

@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, Any
 
+import orjson
+
 REQUEST_FIELDS = (
     "ts",
     "request_id",
@@ -101,9 +103,14 @@ _ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str)
 
 
 def _line(value: dict[str, Any]) -> str:
-    """A JSON line that any UTF-8 stream can take: text as it is, unless it holds what UTF-8 cannot encode
-    (a lone surrogate a client sent as "\\ud800", logged at `content` level), then all of it \\u-escaped.
-    Written as it was, such a line failed in the stream and the request's record was lost."""
+    """A JSON line that any UTF-8 stream can take. orjson first (the request line is written for every
+    request); what it refuses goes through `json`: a big integer, a non-string key, or a lone surrogate a
+    client sent as "\\ud800", logged at `content` level, which is then \\u-escaped with all the rest
+    (written as it was, such a line failed in the stream and the request's record was lost)."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:
+        pass
     text = _JSON.encode(value)
     if not text.isascii():
         try:

@@ -6,11 +6,11 @@ OpenAI chunks, normalising usage to prompt/completion tokens.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from gateway import jsontext
 from gateway.providers.sse import Event, frame
 from gateway.settings import ProviderSettings
 
@@ -132,7 +132,7 @@ def answer_text(answer: dict[str, Any]) -> str | None:
 def json_object(raw: bytes | str, what: str) -> dict[str, Any]:
     """A provider's answer or stream event as a JSON object, or BadUpstreamAnswer naming `what`."""
     try:
-        value = json.loads(raw)
+        value = jsontext.loads(raw)
     except ValueError as exc:
         raise BadUpstreamAnswer(f"{what} is not JSON") from exc
     if not isinstance(value, dict):

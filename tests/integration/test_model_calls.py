@@ -8,6 +8,7 @@ import pytest
 from starlette.routing import Route
 
 from gateway.app import MODEL_CALLS
+from gateway.demo.standins import StandInServers
 from gateway.pipeline import Pipeline
 from tests.harness import GatewayThread
 
@@ -62,3 +63,21 @@ def test_a_defect_on_the_direct_path_is_a_content_free_500(
     assert answer.status_code == 500
     assert answer.json()["error"]["code"] == "internal_error"
     assert "PATIENT" not in answer.text and "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_body_holding_nan_or_infinity_is_a_400_and_reaches_no_provider(
+    gateway: GatewayThread, standins: StandInServers, constant: str
+) -> None:
+    """Python's parser takes them; JSON does not. Forwarded, they reached the provider as invalid JSON."""
+    before = sum(s.count for s in standins.standins.values())
+    body = b'{"model":"gpt-4o","temperature":%s,"messages":[{"role":"user","content":"hi"}]}' % constant.encode()
+    answer = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        content=body,
+        headers={**KEY, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "request body is not valid JSON"
+    assert sum(s.count for s in standins.standins.values()) == before

@@ -376,3 +376,17 @@ def test_a_providers_cookie_is_never_sent_back_nor_passed_on(standins: StandInSe
         assert second.status_code == 200
         assert standins["azure-eu-west"].received[-1].path == standins["azure-eu-west"].received[-2].path
         assert "cookie" not in {k.lower() for k in standins["azure-eu-west"].received[-1].headers}
+
+
+def test_an_answer_holding_nan_is_a_bad_answer_and_fails_over(gw: GatewayThread, standins: StandInServers) -> None:
+    """NaN is not JSON: an answer carrying one is not passed on (nor turned into null by a re-encoding)."""
+    answer = (
+        b'{"id":"chatcmpl-nan","object":"chat.completion","created":0,"model":"gpt-4o","choices":[{"index":0,'
+        b'"message":{"role":"assistant","content":"ok"},"logprobs":NaN,"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+    )
+    standins["azure-us-east"].script(Behavior(raw=Raw(200, (("Content-Type", "application/json"),), (answer,))))
+    served = post(gw, PHI)
+    assert served.status_code == 200
+    assert served.headers["x-gateway-provider"] == "anthropic-us"  # the next route the policy allowed
+    assert "NaN" not in served.text
