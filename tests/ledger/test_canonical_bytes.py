@@ -48,7 +48,7 @@ def test_canonical_bytes_are_the_standard_librarys(fields: dict[str, Any]) -> No
 
 
 def test_a_known_row_hashes_as_it_always_did() -> None:
-    fields = {c: None for c in COLUMNS} | {
+    fields: dict[str, Any] = {c: None for c in COLUMNS} | {
         "request_id": "r-1",
         "attempt": 1,
         "refused": False,
