@@ -59,6 +59,30 @@ def test_migrate_is_idempotent_and_inserts_land_once(make_store: Callable[[], Le
     assert all(r.row_hash == r.computed_hash() for r in stored)
 
 
+def test_a_batch_is_stored_whole_or_not_at_all(make_store: Callable[[], LedgerStore]) -> None:
+    """A batch that fails on its fourth row (a value no driver can store) leaves none of its rows; the
+    writer then spills the whole batch and replays it, so nothing is stored twice or lost."""
+    chain = Chain("i-1", b"key", every=100)
+    rows = sealed(chain, 6)
+    broken = [*rows[:3], dataclasses.replace(rows[3], prompt_tokens={"not": "a number"}), *rows[4:]]  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[list[Row], list[Row]]:
+        store = make_store()
+        try:
+            await store.migrate()
+            with pytest.raises(StoreUnavailable):
+                await store.insert(broken, [])
+            after_failure = await store.chain("i-1")
+            await store.insert(rows, [])
+            return after_failure, await store.chain("i-1")
+        finally:
+            await store.close()
+
+    after_failure, stored = asyncio.run(scenario())
+    assert after_failure == []
+    assert stored == rows
+
+
 def test_rows_in_a_range_and_summaries(make_store: Callable[[], LedgerStore]) -> None:
     chain = Chain("i-2", None)
     base = 1_800_000_000.0
