@@ -7,14 +7,16 @@ compact / canonical  upstream bodies, stream frames, decision-cache keys: orjson
                      non-string key) is encoded by `json` exactly as before, so no value that used to go
                      through fails now.
 loads                the standard library's parser (exact big integers, lone surrogates kept as sent), but
-                     strict: NaN, Infinity and -Infinity are not JSON (RFC 8259), and would reach a
-                     provider as such, or as null through orjson. A client body holding one is a 400, a
-                     provider answer holding one a bad answer.
+                     strict: NaN, Infinity and -Infinity are not JSON (RFC 8259), and a number too large
+                     for a double (1e400) would become one; either would reach a provider as such, or as
+                     null through orjson. A client body holding one is a 400, a provider answer holding
+                     one a bad answer.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -43,6 +45,14 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number out of range is not JSON here")
+    return value
+
+
 def loads(text: str | bytes) -> Any:
-    """`json.loads`, refusing NaN and the infinities (ValueError, as for any text that is not JSON)."""
-    return json.loads(text, parse_constant=_not_json)
+    """`json.loads`, refusing NaN, the infinities and numbers that overflow to them (ValueError, as for any
+    text that is not JSON)."""
+    return json.loads(text, parse_constant=_not_json, parse_float=_finite)

@@ -39,10 +39,20 @@ def test_what_orjson_refuses_is_encoded_as_before() -> None:
         assert jsontext.compact(value) == json.dumps(value, separators=(",", ":")).encode()
 
 
-@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"temperature": -Infinity}'])
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"temperature": -Infinity}', "1e400", '{"t": -2.5e308}'])
 def test_loads_refuses_what_is_not_json(text: str) -> None:
     with pytest.raises(ValueError, match="not JSON"):
         jsontext.loads(text)
+
+
+def test_loads_keeps_every_finite_number() -> None:
+    assert jsontext.loads("[1.7976931348623157e308, 5e-324, -0.0, 1e-400, 0.1]") == [
+        1.7976931348623157e308,
+        5e-324,
+        -0.0,
+        0.0,
+        0.1,
+    ]
 
 
 def test_loads_keeps_big_integers_and_surrogates_exactly() -> None:

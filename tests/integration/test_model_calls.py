@@ -65,7 +65,7 @@ def test_a_defect_on_the_direct_path_is_a_content_free_500(
     assert "PATIENT" not in answer.text and "Traceback" not in answer.text
 
 
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_a_body_holding_nan_or_infinity_is_a_400_and_reaches_no_provider(
     gateway: GatewayThread, standins: StandInServers, constant: str
 ) -> None:
