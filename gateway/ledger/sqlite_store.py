@@ -115,7 +115,8 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite rolls some errors back itself (a full disk, an I/O error)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
