@@ -9,6 +9,13 @@ proxy (bench/bare_proxy.py, the floor for this stack), and `gateway serve` with
 policy, metering, logging (to a file) and metrics on. Each server is one process.
 Prints requests/s and latency p50/p99 per target and concurrency, the gateway's
 share of the bare proxy's throughput, and its added p50 latency.
+
+Beside each run, CPU from /proc: the target's own (its process and children, e.g. the
+workers) per request, and how many of the machine's cores were busy (wrk, nginx,
+Redis and the kernel included). On a machine this small they explain the ratios: a
+gateway using 5x the bare proxy's CPU per request serves about a fifth of its
+requests, and N workers can go at most as far as the cores the one-worker run left
+idle (printed as the "ceiling").
 """
 
 from __future__ import annotations
@@ -222,6 +229,49 @@ def wrk_script(work: Path) -> Path:
     return script
 
 
+def _busy_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its living descendants."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+def measure(port: int, pid: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
+    """wrk against one target, with the target's CPU per request and the machine's busy cores meanwhile."""
+    cpu_before, (busy_before, total_before) = _tree_cpu(pid), _busy_jiffies()
+    result = wrk(port, connections, seconds, script)
+    cpu_after, (busy_after, total_after) = _tree_cpu(pid), _busy_jiffies()
+    requests = max(1.0, result["rps"] * seconds)
+    result["cpu_us"] = (cpu_after - cpu_before) / requests * 1e6
+    result["busy_cores"] = (busy_after - busy_before) / max(1, total_after - total_before) * (os.cpu_count() or 1)
+    return result
+
+
 def wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, float]:
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
@@ -295,25 +345,29 @@ def main() -> None:
         gateway, gateway_port = start_gateway(work, nginx_port, redis_url, opa_url)
         procs.append(gateway)
         targets = {"direct (nginx)": nginx_port, "bare proxy": bare_port, "gateway": gateway_port}
+        pids = {"direct (nginx)": nginx.pid, "bare proxy": bare.pid, "gateway": gateway.pid}
         if args.compare_env:
             key, _, value = args.compare_env.partition("=")
             variant, variant_port = start_gateway(work, nginx_port, redis_url, opa_url, env={key: value})
             procs.append(variant)
             targets[f"gateway {key[-12:]}={value}"] = variant_port
+            pids[f"gateway {key[-12:]}={value}"] = variant.pid
         if args.no_cache_run:
             uncached, uncached_port = start_gateway(work, nginx_port, redis_url, opa_url, cache_entries=0)
             procs.append(uncached)
             targets["gateway, no cache"] = uncached_port
+            pids["gateway, no cache"] = uncached.pid
         if args.workers > 1:
             several, several_port = start_gateway(work, nginx_port, redis_url, opa_url, workers=args.workers)
             procs.append(several)
             targets[f"gateway x{args.workers}"] = several_port
+            pids[f"gateway x{args.workers}"] = several.pid
         for port in targets.values():  # warm up pools, prepared queries, tokenizer
             wrk(port, 4, 2, script)
         results: dict[str, dict[int, dict[str, float]]] = {name: {} for name in targets}
         for connections in [int(c) for c in args.connections.split(",")]:
             for name, port in targets.items():
-                results[name][connections] = wrk(port, connections, args.seconds, script)
+                results[name][connections] = measure(port, pids[name], connections, args.seconds, script)
         _report(results)
     finally:
         for proc in reversed(procs):
@@ -329,16 +383,34 @@ def main() -> None:
 
 
 def _report(results: dict[str, dict[int, dict[str, float]]]) -> None:
-    print(f"{'target':<30} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(
+        f"{'target':<30} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+        f"{'cpu us/req':>10} {'busy cores':>10}"
+    )
     for name, by_conn in results.items():
         for connections, r in by_conn.items():
-            print(f"{name:<30} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f}")
+            print(
+                f"{name:<30} {connections:>5} {r['rps']:>9.0f} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['errors']:>8.0f} "
+                f"{r['cpu_us']:>10.0f} {r['busy_cores']:>10.2f}"
+            )
     print()
     several = next((n for n in results if n.startswith("gateway x")), None)
+    cores = os.cpu_count() or 1
     if several:
         for connections in results["gateway"]:
-            ratio = results[several][connections]["rps"] / results["gateway"][connections]["rps"]
-            print(f"c={connections:<3} {several} / one worker req/s = {ratio:.2f}x")
+            one = results["gateway"][connections]
+            ratio = results[several][connections]["rps"] / one["rps"]
+            ceiling = cores / max(one["busy_cores"], 1e-9)
+            print(
+                f"c={connections:<3} {several} / one worker req/s = {ratio:.2f}x   (ceiling on this machine: "
+                f"{cores} cores / {one['busy_cores']:.2f} busy in the one-worker run = {ceiling:.2f}x)"
+            )
+    for connections in results["gateway"]:
+        gw, bare = results["gateway"][connections], results["bare proxy"][connections]
+        print(
+            f"c={connections:<3} gateway CPU per request = {gw['cpu_us'] / bare['cpu_us']:.2f}x the bare proxy's "
+            f"({gw['cpu_us']:.0f} vs {bare['cpu_us']:.0f} us)"
+        )
     for connections in results["gateway"]:
         gw, bare, direct = (results[n][connections] for n in ("gateway", "bare proxy", "direct (nginx)"))
         print(
