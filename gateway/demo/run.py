@@ -358,6 +358,14 @@ async def _phases(session: aiohttp.ClientSession, base: str, servers: StandInSer
     _print_row(redirected)
     print(f"  PHI requests that reached openai-us: {servers['openai-us'].count - before}")
 
+    print("\n  Strict JSON: NaN is not JSON; such a body is refused before any provider sees it")
+    sent = sum(s.count for s in servers.standins.values())
+    nan_body = b'{"model":"gpt-4o","temperature":NaN,"messages":[{"role":"user","content":"hi"}]}'
+    headers = {"Authorization": "Bearer gw-demo-eu-research", "Content-Type": "application/json"}
+    async with session.post(base + "/v1/chat/completions", data=nan_body, headers=headers) as resp:
+        reached = sum(s.count for s in servers.standins.values()) - sent
+        print(f"  {'eu-research: temperature NaN':<44} {resp.status:>3}  providers reached: {reached}")
+
     print(
         "\n  Outage: azure-us-east starts answering 500; cardiology keeps working through the policy's equivalent route"
     )
