@@ -14,15 +14,17 @@ class MemoryStore:
         self._clock = clock
         self._buckets: dict[str, dict[int, int]] = {}
 
-    def _window(self, key: str, second: int) -> tuple[int, list[tuple[int, int]]]:
+    def _window(self, key: str, second: int) -> tuple[int, dict[int, int]]:
         buckets = self._buckets.setdefault(key, {})
-        for old in [k for k in buckets if k < second - (WINDOW_BUCKETS - 1)]:
+        floor = second - (WINDOW_BUCKETS - 1)
+        for old in [k for k in buckets if k < floor]:
             del buckets[old]
-        return sum(buckets.values()), sorted(buckets.items())
+        return sum(buckets.values()), buckets
 
-    def _wait(self, buckets: list[tuple[int, int]], excess: int, now: float) -> float:
+    def _wait(self, buckets: dict[int, int], excess: int, now: float) -> float:
+        """Seconds until enough of the window's oldest tokens leave it (sorted only here: a refusal)."""
         freed = 0
-        for second, tokens in buckets:
+        for second, tokens in sorted(buckets.items()):
             freed += tokens
             if freed >= excess:
                 return max(0.0, second + WINDOW_BUCKETS - now)
