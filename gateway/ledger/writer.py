@@ -133,6 +133,12 @@ class LedgerWriter:
                 except StoreUnavailable:
                     self._append_spill(rows, checkpoints)
                     raise
+                except asyncio.CancelledError:
+                    # stopped mid-write (close() cancels the flusher): the insert may not have run, or may
+                    # have; back in the buffer, the last flush writes them (inserts are idempotent)
+                    self._buffer.extendleft(reversed(rows))
+                    self._checkpoints[:0] = checkpoints
+                    raise
                 self._metrics.ledger_rows.inc(len(rows))
         except StoreUnavailable as exc:
             self._mark_down(exc)

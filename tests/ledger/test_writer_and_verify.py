@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 
 from gateway.ledger.chain import Chain
 from gateway.ledger.postgres_store import PostgresStore
+from gateway.ledger.rows import Checkpoint, Row
 from gateway.ledger.sqlite_store import SQLiteStore
 from gateway.ledger.store import LedgerStore
 from gateway.ledger.verify import verify
@@ -82,6 +84,42 @@ def test_a_full_buffer_spills_instead_of_dropping(tmp_path: Path) -> None:
             await check.close()
 
     assert asyncio.run(scenario()) == 12
+
+
+class _StalledStore(SQLiteStore):
+    """An insert that has not started when the flusher is stopped (its thread not yet scheduled)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.stalled = True
+        self.started = asyncio.Event()
+
+    async def insert(self, rows: Sequence[Row], checkpoints: Sequence[Checkpoint]) -> None:
+        if self.stalled:
+            self.started.set()
+            await asyncio.Event().wait()  # cancelled here, before anything is written
+        await super().insert(rows, checkpoints)
+
+
+def test_rows_whose_write_was_cut_by_close_are_written_by_the_last_flush(tmp_path: Path) -> None:
+    """close() stops the flusher; the batch it had taken from the buffer must not go with it."""
+
+    async def scenario() -> int:
+        store = _StalledStore(tmp_path / "l.db")
+        writer = LedgerWriter(store, Chain("w-3", None), tmp_path / "s", Metrics(), batch_size=5, flush_seconds=60)
+        await writer.start()
+        for _ in range(7):
+            writer.record(draft())
+        await asyncio.wait_for(store.started.wait(), 5)  # the flusher took a batch and is writing it
+        store.stalled = False
+        await writer.close()
+        check = SQLiteStore(tmp_path / "l.db")
+        try:
+            return len(await check.chain("w-3"))
+        finally:
+            await check.close()
+
+    assert asyncio.run(scenario()) == 7
 
 
 def _ledger(path: Path, rows: int = 12) -> None:
