@@ -52,11 +52,6 @@ class Meter:
         self._expected = max(1, expected_instances)
 
     @property
-    def local(self) -> bool:
-        """No shared store: every budget call completes where it runs, without waiting on anything."""
-        return self._shared is None
-
-    @property
     def mode(self) -> str:
         if self._shared is None:
             return "memory"
