@@ -134,6 +134,14 @@ class SharedBreakers:
         await self._local.cooldown(provider, seconds)  # this instance backs off even if Redis is gone
         if self._down():
             return
+        # this instance's own requests see the cool-down at once, not once Redis has answered: a request
+        # peeking meanwhile would still find the cached "closed" and send to the provider that said 429
+        now = time.monotonic()
+        cached = self._cache.get(provider)
+        if cached is not None:
+            cached.cool_until = max(cached.cool_until, now + min(seconds, MAX_COOLDOWN_SECONDS))
+        else:
+            self._remember(provider, "closed", 0.0, min(seconds, MAX_COOLDOWN_SECONDS), None)
         try:
             left = float(await self._scripts["cooldown"](keys=[key(provider)], args=[seconds, MAX_COOLDOWN_SECONDS]))
         except STORE_ERRORS as exc:

@@ -165,3 +165,32 @@ async def test_shared_breakers_fall_back_when_redis_is_down() -> None:
     await _trip(shared)
     assert not (await shared.admit("p")).allowed  # the local fallback tripped on its own
     await client.aclose()
+
+
+async def test_a_cooldown_is_seen_by_this_instance_before_redis_answers(redis_server: RedisServer) -> None:
+    """A 429 came back: this instance's next requests must not go to that provider while the cool-down is
+    on its way to Redis (they found the cached "closed" and sent: one request more than were in flight)."""
+    client = redis_client(redis_server.url, timeout_ms=2000)
+    await client.flushdb()
+    shared = SharedBreakers(client, SETTINGS, Metrics(), outage=Outage(client, Metrics()))
+    await shared.start()
+    try:
+        assert (await shared.peek("slow")).allowed  # cached: closed
+        script = shared._scripts["cooldown"]
+        arrived = asyncio.Event()
+
+        async def slow_redis(**kwargs: object) -> object:
+            arrived.set()
+            await asyncio.sleep(0.2)  # the round trip, slowed down
+            return await script(**kwargs)
+
+        shared._scripts["cooldown"] = slow_redis
+        cooling = asyncio.create_task(shared.cooldown("slow", 30))
+        await arrived.wait()
+        meanwhile = await shared.peek("slow")
+        assert not meanwhile.allowed and meanwhile.reason == "cooldown"
+        await cooling
+        assert not (await shared.peek("slow")).allowed
+    finally:
+        await shared.close()
+        await client.aclose()
