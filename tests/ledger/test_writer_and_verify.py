@@ -77,13 +77,18 @@ def test_a_full_buffer_spills_instead_of_dropping(tmp_path: Path) -> None:
             writer.record(draft())
         assert writer.pending == 12  # 5 buffered, 7 spilled at once
         await writer.close()
-        check = SQLiteStore(tmp_path / "l.db")
-        try:
-            return len(await check.chain("w-2"))
-        finally:
-            await check.close()
+        return await _chain_length(tmp_path / "l.db", "w-2")
 
     assert asyncio.run(scenario()) == 12
+
+
+async def _chain_length(path: Path, instance: str) -> int:
+    """Rows of one chain in a SQLite ledger, read through a store of its own."""
+    check = SQLiteStore(path)
+    try:
+        return len(await check.chain(instance))
+    finally:
+        await check.close()
 
 
 class _StalledStore(SQLiteStore):
@@ -113,11 +118,7 @@ def test_rows_whose_write_was_cut_by_close_are_written_by_the_last_flush(tmp_pat
         await asyncio.wait_for(store.started.wait(), 5)  # the flusher took a batch and is writing it
         store.stalled = False
         await writer.close()
-        check = SQLiteStore(tmp_path / "l.db")
-        try:
-            return len(await check.chain("w-3"))
-        finally:
-            await check.close()
+        return await _chain_length(tmp_path / "l.db", "w-3")
 
     assert asyncio.run(scenario()) == 7
 
